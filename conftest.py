@@ -1,0 +1,56 @@
+"""Fixtures shared by every app's tests: the real Celery worker and the Evolution sandbox over HTTP."""
+import time
+
+import pytest
+from django.conf import settings as django_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_use_the_real_services():
+    # The guarantees under test (conditional UPDATEs, on_commit, many workers) are PostgreSQL's and Redis's.
+    assert django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"), "run the tests with `make test`"
+    assert django_settings.CELERY_BROKER_URL.startswith("redis"), "run the tests with `make test`"
+
+
+@pytest.fixture
+def sandbox_settings(settings, evolution_sandbox):
+    """Point the console at the sandbox, with fast retries so the retry paths run in seconds."""
+    evolution_sandbox.reset()
+    settings.EVOLUTION_API_URL = evolution_sandbox.url
+    settings.EVOLUTION_API_KEY = evolution_sandbox.api_key
+    settings.EVOLUTION_INSTANCE_NAME = evolution_sandbox.instance
+    settings.EVOLUTION_INSTANCES = [evolution_sandbox.instance]
+    settings.MESSAGING_RETRY_DELAY_SECONDS = 0.2
+    return settings
+
+
+@pytest.fixture
+def celery_worker(sandbox_settings, transactional_db):
+    """A real Celery worker consuming from Redis in a thread of this process, so it sees the test database."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
+
+    app.control.purge()
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=[TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE],
+        shutdown_timeout=15,
+    ) as worker:
+        yield worker
+    app.control.purge()
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
+    """Poll until ``predicate()`` is truthy and return its value; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,1 @@
+"""Everything that speaks Evolution API: the HTTP client, JID rules and the sandbox server."""

@@ -1,0 +1,56 @@
+from rest_framework import serializers
+
+from messaging.models import MessageStatus, OutboundMessage, SendAttempt
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    """The request body of POST /messages. Only shapes and types here; the service checks the content."""
+
+    phone = serializers.CharField(help_text='Any format a person types, with country code: "+55 11 98765-4321".')
+    message = serializers.CharField(trim_whitespace=False, help_text="The text, up to 4096 characters.")
+    instance_name = serializers.CharField(required=False, help_text="Evolution instance; default EVOLUTION_INSTANCE_NAME.")
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO 8601; in the future.")
+
+
+class SendAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SendAttempt
+        fields = [
+            "number", "outcome", "started_at", "finished_at", "duration_ms", "http_status", "error_kind",
+            "error_text", "maybe_sent", "reconciled", "evolution_message_id",
+        ]
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    success = serializers.SerializerMethodField()
+    message = serializers.CharField(source="text")
+    instance_name = serializers.CharField(source="instance")
+    task_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OutboundMessage
+        fields = [
+            "success", "id", "status", "phone", "message", "instance_name", "scheduled_at", "task_id",
+            "attempt_count", "evolution_message_id", "remote_jid", "last_error_kind", "last_error",
+            "resend_of", "created_at", "sent_at", "finished_at",
+        ]
+
+    def get_success(self, message) -> bool:
+        return True
+
+    def get_task_id(self, message) -> str | None:
+        return message.task_id or None
+
+
+class MessageDetailSerializer(MessageSerializer):
+    attempts = SendAttemptSerializer(many=True, read_only=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = MessageSerializer.Meta.fields + ["attempts"]
+
+
+class MessageFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+    phone = serializers.CharField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)

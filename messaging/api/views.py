@@ -1,0 +1,110 @@
+"""HTTP API. Views are thin: parse, call a service or selector, render."""
+import logging
+
+from celery.result import AsyncResult
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from messaging import selectors, services
+from messaging.api.serializers import (
+    MessageCreateSerializer,
+    MessageDetailSerializer,
+    MessageFilterSerializer,
+    MessageSerializer,
+)
+from messaging.health import system_health
+from messaging.models import OutboundMessage
+
+log = logging.getLogger("messaging.api")
+
+
+class RootView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        links = {name: request.build_absolute_uri(reverse(name)) for name in ("messages", "health", "docs", "schema")}
+        links["admin"] = request.build_absolute_uri(reverse("admin:index"))
+        return Response({"service": "WhatsApp messaging console", "links": links})
+
+
+class HealthView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(summary="Database, broker and Evolution instance health; 503 when any is down")
+    def get(self, request):
+        health = system_health()
+        code = status.HTTP_200_OK if health["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(health, status=code)
+
+
+class MessageCursorPagination(CursorPagination):
+    ordering = "-id"  # no COUNT(*) on a table of millions
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+
+class MessageListCreateView(ListAPIView):
+    pagination_class = MessageCursorPagination
+    serializer_class = MessageSerializer
+
+    @extend_schema(
+        summary="Accept a message for sending",
+        request=MessageCreateSerializer,
+        responses={202: MessageSerializer, 200: MessageSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request):
+        idempotency_key = request.headers.get("Idempotency-Key") or None
+        log.info("POST /messages received user=%s idempotency_key=%s", request.user.pk, idempotency_key)
+        body = MessageCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        message, created = services.accept_message(
+            phone=body.validated_data["phone"],
+            text=body.validated_data["message"],
+            instance=body.validated_data.get("instance_name"),
+            scheduled_at=body.validated_data.get("scheduled_at"),
+            idempotency_key=idempotency_key,
+            created_by=request.user,
+        )
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        return Response(MessageSerializer(message).data, status=code)
+
+    @extend_schema(summary="List messages, newest first", parameters=[MessageFilterSerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = MessageFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.message_list(**filters.validated_data)
+
+
+class MessageDetailView(APIView):
+    @extend_schema(summary="A message with every send attempt", responses=MessageDetailSerializer)
+    def get(self, request, message_id: int):
+        try:
+            message = selectors.message_with_attempts(message_id=message_id)
+        except OutboundMessage.DoesNotExist:
+            raise NotFound(f"No message with id {message_id}.")
+        return Response(MessageDetailSerializer(message).data)
+
+
+class TaskView(APIView):
+    @extend_schema(summary="Celery state and result of a send task")
+    def get(self, request, task_id: str):
+        result = AsyncResult(task_id)
+        value = result.result
+        if isinstance(value, BaseException):
+            value = f"{type(value).__name__}: {value}"
+        message_id = OutboundMessage.objects.filter(task_id=task_id).values_list("pk", flat=True).first()
+        return Response({"task_id": task_id, "state": result.state, "result": value, "message_id": message_id})

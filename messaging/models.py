@@ -1,0 +1,212 @@
+"""Outbound messages and their send attempts.
+
+The database is the queue of record: a message row exists before anything is published to the broker, and every
+state change is a conditional UPDATE (``WHERE status IN ...``) so that two workers on two hosts can never both
+send the same message. The transitions live on ``OutboundMessageQuerySet``; nothing else writes ``status``.
+"""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class MessageStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Retrying"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED)
+CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
+# A retry may be picked up this much before its due time (clock skew between hosts, timer jitter).
+RETRY_EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+class OutboundMessageQuerySet(models.QuerySet):
+    """State transitions. Each returns True only for the caller that actually moved the row."""
+
+    def claim_for_sending(self, pk: int) -> bool:
+        now = timezone.now()
+        claimable = Q(status=MessageStatus.QUEUED) | Q(
+            status=MessageStatus.RETRYING, next_attempt_at__lte=now + RETRY_EARLY_TOLERANCE
+        )
+        return bool(
+            self.filter(claimable, pk=pk).update(
+                status=MessageStatus.SENDING, attempt_count=F("attempt_count") + 1, updated_at=now
+            )
+        )
+
+    def mark_sent(self, pk: int, *, evolution_message_id: str, remote_jid: str) -> bool:
+        now = timezone.now()
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SENDING).update(
+                status=MessageStatus.SENT,
+                evolution_message_id=evolution_message_id,
+                remote_jid=remote_jid,
+                last_error="",
+                last_error_kind="",
+                next_attempt_at=None,
+                sent_at=now,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+
+    def mark_retrying(self, pk: int, *, error_kind: str, error: str, next_attempt_at) -> bool:
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SENDING).update(
+                status=MessageStatus.RETRYING,
+                last_error_kind=error_kind,
+                last_error=error,
+                next_attempt_at=next_attempt_at,
+                updated_at=timezone.now(),
+            )
+        )
+
+    def mark_failed(self, pk: int, *, error_kind: str, error: str, from_statuses=(MessageStatus.SENDING,)) -> bool:
+        now = timezone.now()
+        return bool(
+            self.filter(pk=pk, status__in=from_statuses).update(
+                status=MessageStatus.FAILED,
+                last_error_kind=error_kind,
+                last_error=error,
+                next_attempt_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+
+    def cancel(self, pk: int) -> bool:
+        now = timezone.now()
+        return bool(
+            self.filter(pk=pk, status__in=CANCELLABLE_STATUSES).update(
+                status=MessageStatus.CANCELLED, next_attempt_at=None, finished_at=now, updated_at=now
+            )
+        )
+
+    def release_for_dispatch(self, pk: int, *, task_id: str) -> bool:
+        """Scheduled -> queued (the message is due, or an operator said "send now")."""
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SCHEDULED).update(
+                status=MessageStatus.QUEUED, task_id=task_id, updated_at=timezone.now()
+            )
+        )
+
+    def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool) -> bool:
+        """Sending -> retrying (or failed, when no attempts are left) for a send whose worker vanished."""
+        now = timezone.now()
+        if give_up:
+            change = dict(
+                status=MessageStatus.FAILED,
+                last_error="The worker stopped during the last allowed attempt; it may have been sent.",
+                next_attempt_at=None,
+                finished_at=now,
+            )
+        else:
+            change = dict(
+                status=MessageStatus.RETRYING,
+                last_error="The worker stopped during the send; Evolution API is asked before sending again.",
+                next_attempt_at=now,
+            )
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SENDING, updated_at__lt=stuck_before).update(
+                last_error_kind="interrupted", updated_at=now, **change
+            )
+        )
+
+
+class OutboundMessage(models.Model):
+    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5511987654321")
+    text = models.TextField()
+    instance = models.CharField(max_length=64, help_text="Evolution API instance name")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    evolution_message_id = models.CharField(max_length=128, blank=True, default="")
+    # The JID WhatsApp actually delivered to; it may differ from the phone (see the Evolution contract).
+    remote_jid = models.CharField(max_length=128, blank=True, default="")
+    last_error_kind = models.CharField(max_length=32, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    resend_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OutboundMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="msg_status_created"),
+            models.Index(fields=["phone", "created_at"], name="msg_phone_created"),
+            models.Index(fields=["created_at"], name="msg_created"),
+            # Beat's due-message scan and the stuck-work sweeper read by status + time.
+            models.Index(fields=["status", "scheduled_at"], name="msg_status_scheduled"),
+            models.Index(fields=["status", "updated_at"], name="msg_status_updated"),
+            models.Index(fields=["evolution_message_id"], name="msg_evolution_id"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} to {self.phone} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class AttemptOutcome(models.TextChoices):
+    STARTED = "started", "Started"
+    SENT = "sent", "Sent"
+    TEMPORARY_ERROR = "temporary_error", "Temporary error"
+    PERMANENT_ERROR = "permanent_error", "Permanent error"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+class SendAttempt(models.Model):
+    """One try at Evolution API. Written as ``started`` before the HTTP call, completed after it."""
+
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_kind = models.CharField(max_length=32, blank=True, default="")
+    error_text = models.TextField(blank=True, default="")
+    # True when WhatsApp may have sent it despite the error: the next try asks findMessages before sending.
+    maybe_sent = models.BooleanField(default=False)
+    # True when this try found the message already sent (findMessages) and did not send it again.
+    reconciled = models.BooleanField(default=False)
+    evolution_message_id = models.CharField(max_length=128, blank=True, default="")
+    task_id = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["message_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="attempt_unique_number"),
+        ]
+        indexes = [models.Index(fields=["outcome", "started_at"], name="attempt_outcome_started")]
+
+    def __str__(self):
+        return f"attempt {self.number} of message #{self.message_id}: {self.outcome}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)

@@ -1,0 +1,25 @@
+"""Phone numbers as people type them, turned into the E.164 form the console stores."""
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+
+def normalize_phone(raw: str) -> str:
+    """Return ``raw`` as E.164 (``+5511987654321``) or raise ValidationError.
+
+    "+55 11 98765-4321", "5511987654321" and "(55) 11 98765 4321" are the same number. Digits without "+" are
+    read in MESSAGING_DEFAULT_REGION when one is set, otherwise as a full international number.
+    """
+    text = (raw or "").strip()
+    if not text:
+        raise ValidationError("This field may not be blank.", code="blank")
+    region = settings.MESSAGING_DEFAULT_REGION
+    if not text.startswith("+") and region is None:
+        text = "+" + text
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValidationError("Enter a phone number with its country code, e.g. +5511987654321.", code="invalid")
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationError("This is not a possible phone number for its country.", code="invalid")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,321 @@
+"""Every write to messages goes through these functions.
+
+The API view, the admin, celery-beat and ``manage.py shell`` all call the same ones, so a rule (validation,
+enqueue after commit, claim before send) holds whoever asks.
+"""
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.celery import TRANSACTIONAL_QUEUE
+from evolution.client import EvolutionError, SentMessage, get_client
+from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
+from messaging.phones import normalize_phone
+
+log = logging.getLogger("messaging")
+
+SEND_TASK_NAME = "send_transactional_message"
+
+
+# --- accepting -----------------------------------------------------------------------------------------------
+
+
+def validate_message(*, phone: str, text: str, instance: str | None, scheduled_at: datetime | None) -> dict:
+    """Check a message the way every entry point must; return the cleaned values or raise ValidationError.
+
+    Errors are keyed by field (phone, text, instance, scheduled_at) so callers can point at the culprit.
+    """
+    errors: dict[str, list[str]] = {}
+    cleaned: dict = {}
+    try:
+        cleaned["phone"] = normalize_phone(phone)
+    except ValidationError as error:
+        errors["phone"] = error.messages
+    if not text or not text.strip():
+        errors["text"] = ["This field may not be blank."]
+    elif len(text) > settings.MESSAGING_MAX_TEXT_LENGTH:
+        errors["text"] = [
+            f"Ensure this field has no more than {settings.MESSAGING_MAX_TEXT_LENGTH} characters "
+            f"(it has {len(text)})."
+        ]
+    cleaned["text"] = text
+    cleaned["instance"] = instance or settings.EVOLUTION_INSTANCE_NAME
+    if cleaned["instance"] not in settings.EVOLUTION_INSTANCES:
+        errors["instance"] = [
+            f'Unknown instance "{cleaned["instance"]}". Known: {", ".join(settings.EVOLUTION_INSTANCES)}.'
+        ]
+    if scheduled_at is not None:
+        if timezone.is_naive(scheduled_at):
+            scheduled_at = timezone.make_aware(scheduled_at)
+        if scheduled_at <= timezone.now():
+            errors["scheduled_at"] = ["The send time must be in the future."]
+    cleaned["scheduled_at"] = scheduled_at
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def accept_message(
+    *,
+    phone: str,
+    text: str,
+    instance: str | None = None,
+    scheduled_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    created_by=None,
+    resend_of: OutboundMessage | None = None,
+) -> tuple[OutboundMessage, bool]:
+    """Validate and store a message, then enqueue its send once the row is committed.
+
+    Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
+    nothing is created. A scheduled message waits in the database until beat dispatches it.
+    """
+    if idempotency_key:
+        existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+    scheduled = cleaned["scheduled_at"] is not None
+    message = OutboundMessage(
+        **cleaned,
+        status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
+        # The task id is chosen now so the answer can carry it without a second write after publishing.
+        task_id="" if scheduled else str(uuid.uuid4()),
+        idempotency_key=idempotency_key or None,
+        created_by=created_by,
+        resend_of=resend_of,
+    )
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            if not scheduled:
+                transaction.on_commit(lambda: enqueue_send(message))
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Two requests with one key raced; the other one won.
+        return OutboundMessage.objects.get(idempotency_key=idempotency_key), False
+    log.info(
+        "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s",
+        message.pk, message.phone, message.instance, message.status, message.scheduled_at,
+    )
+    return message, True
+
+
+def enqueue_send(message: OutboundMessage) -> bool:
+    """Publish the send task. Call after commit. A failure is logged, not raised: the row is the record, and
+    ``requeue_stuck_messages`` publishes it again, so an accepted message is never lost to a broker outage."""
+    try:
+        current_app.send_task(
+            SEND_TASK_NAME, args=[message.pk], task_id=message.task_id, queue=TRANSACTIONAL_QUEUE
+        )
+    except Exception:
+        log.exception("message=%s task=%s enqueue failed; the stuck-work sweeper will retry", message.pk, message.task_id)
+        return False
+    log.info("message=%s task=%s enqueued queue=%s", message.pk, message.task_id, TRANSACTIONAL_QUEUE)
+    return True
+
+
+# --- sending -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    message_id: int
+    status: str  # the message's status after this try, or "skipped" when this caller did not own it
+    attempt: int | None = None
+    retry_in: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
+    """Make one attempt at sending a queued or retrying message through Evolution API.
+
+    The claim is a conditional UPDATE, so with many workers (or a task delivered twice) exactly one caller
+    sends. The attempt row is written before the HTTP call, so even a crash mid-call leaves a trace. After an
+    attempt that may have reached WhatsApp (timeout, reset, worker crash) the next one asks findMessages first
+    and does not send again if WhatsApp already has it.
+    """
+    if not OutboundMessage.objects.claim_for_sending(message_id):
+        log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
+        return SendOutcome(message_id=message_id, status="skipped")
+    message = OutboundMessage.objects.get(pk=message_id)
+    attempt = SendAttempt.objects.create(message=message, number=message.attempt_count, task_id=task_id)
+    must_reconcile = attempt.number > 1 and _previous_attempt_maybe_sent(message, attempt.number)
+    client = get_client()
+    checked = False
+    try:
+        found = None
+        if must_reconcile:
+            found = client.find_sent_message(
+                instance=message.instance,
+                number=message.phone,
+                text=message.text,
+                since=message.created_at - timedelta(minutes=5),
+                until=timezone.now() + timedelta(minutes=5),
+                message_id=message.evolution_message_id or None,
+            )
+            checked = True
+        sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
+    except EvolutionError as error:
+        return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
+    return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+def _previous_attempt_maybe_sent(message: OutboundMessage, number: int) -> bool:
+    previous = SendAttempt.objects.filter(message=message, number=number - 1).values_list("maybe_sent", flat=True)
+    return bool(previous and previous[0])
+
+
+def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) -> SendOutcome:
+    now = timezone.now()
+    with transaction.atomic():
+        SendAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=AttemptOutcome.SENT,
+            finished_at=now,
+            http_status=None if reconciled else 201,
+            evolution_message_id=sent.message_id,
+            reconciled=reconciled,
+        )
+        owned = OutboundMessage.objects.mark_sent(
+            message.pk, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid
+        )
+    if not owned:
+        log.warning("message=%s attempt=%s sent but the row had moved on; left as it is", message.pk, attempt.number)
+    log.info(
+        "message=%s attempt=%s task=%s instance=%s sent evolution_id=%s%s",
+        message.pk, attempt.number, attempt.task_id, message.instance, sent.message_id,
+        " (found already sent; not sent again)" if reconciled else "",
+    )
+    return SendOutcome(message_id=message.pk, status=MessageStatus.SENT, attempt=attempt.number)
+
+
+def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
+    now = timezone.now()
+    retry = error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES
+    delay = settings.MESSAGING_RETRY_DELAY_SECONDS
+    with transaction.atomic():
+        SendAttempt.objects.filter(pk=attempt.pk).update(
+            outcome=AttemptOutcome.TEMPORARY_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR,
+            finished_at=now,
+            http_status=error.status_code,
+            error_kind=error.kind,
+            error_text=error.detail[:2000],
+            maybe_sent=error.maybe_sent or still_unknown,
+        )
+        if retry:
+            OutboundMessage.objects.mark_retrying(
+                message.pk, error_kind=error.kind, error=error.detail, next_attempt_at=now + timedelta(seconds=delay)
+            )
+        else:
+            OutboundMessage.objects.mark_failed(message.pk, error_kind=error.kind, error=error.detail)
+    log_args = (message.pk, attempt.number, attempt.task_id, message.instance, error.kind, error.status_code, error.detail)
+    if retry:
+        log.warning("message=%s attempt=%s task=%s instance=%s failed kind=%s http=%s: %s; retrying in %ss", *log_args, delay)
+        return SendOutcome(message_id=message.pk, status=MessageStatus.RETRYING, attempt=attempt.number, retry_in=delay)
+    log.error("message=%s attempt=%s task=%s instance=%s failed for good kind=%s http=%s: %s", *log_args)
+    return SendOutcome(message_id=message.pk, status=MessageStatus.FAILED, attempt=attempt.number)
+
+
+# --- operator actions ----------------------------------------------------------------------------------------
+
+
+def cancel_message(*, message_id: int) -> bool:
+    """Cancel a message that is not being sent yet. Returns False when it was too late."""
+    cancelled = OutboundMessage.objects.cancel(message_id)
+    log.info("message=%s cancel %s", message_id, "done" if cancelled else "refused: already sending or finished")
+    return cancelled
+
+
+def send_now(*, message_id: int) -> bool:
+    """Release a scheduled message for sending right away."""
+    return _release(message_id)
+
+
+def _release(message_id: int) -> bool:
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        released = OutboundMessage.objects.release_for_dispatch(message_id, task_id=task_id)
+        if released:
+            message = OutboundMessage(pk=message_id, task_id=task_id)
+            transaction.on_commit(lambda: enqueue_send(message))
+    return released
+
+
+# --- periodic work (celery-beat) -----------------------------------------------------------------------------
+
+
+def dispatch_due_messages(*, limit: int = 1000) -> int:
+    """Queue the scheduled messages whose time has come. Safe when two beat ticks overlap: each row is
+    released by a conditional UPDATE, so it is enqueued once."""
+    due = OutboundMessage.objects.filter(
+        status=MessageStatus.SCHEDULED, scheduled_at__lte=timezone.now()
+    ).order_by("scheduled_at").values_list("pk", flat=True)[:limit]
+    released = sum(_release(pk) for pk in list(due))
+    if released:
+        log.info("dispatched %s due scheduled messages", released)
+    return released
+
+
+def requeue_stuck_messages() -> dict[str, int]:
+    """Find work that a lost publish or a dead worker left behind and put it back on the queue.
+
+    - queued for too long: the publish after commit failed (broker down) or the broker lost the task;
+    - retrying long past its due time: the retry's publish was lost;
+    - sending for too long: the worker died mid-send; its attempt is marked interrupted and the next try asks
+      Evolution API whether it went out before sending again.
+    Duplicated tasks are harmless: the send claims the row first.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.MESSAGING_STUCK_AFTER_SECONDS)
+    counts = {"queued": 0, "retrying": 0, "interrupted": 0, "failed": 0}
+
+    for message in OutboundMessage.objects.filter(status=MessageStatus.QUEUED, updated_at__lt=cutoff)[:1000]:
+        if OutboundMessage.objects.filter(pk=message.pk, status=MessageStatus.QUEUED, updated_at__lt=cutoff).update(updated_at=now):
+            counts["queued"] += enqueue_send(message)
+
+    for message in OutboundMessage.objects.filter(status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff)[:1000]:
+        if OutboundMessage.objects.filter(
+            pk=message.pk, status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff
+        ).update(next_attempt_at=now, updated_at=now):
+            counts["retrying"] += enqueue_send(message)
+
+    for message in OutboundMessage.objects.filter(status=MessageStatus.SENDING, updated_at__lt=cutoff)[:1000]:
+        result = _recover_interrupted(message, cutoff)
+        if result:
+            counts[result] += 1
+
+    if any(counts.values()):
+        log.warning("requeued stuck work: %s", counts)
+    return counts
+
+
+def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
+    give_up = message.attempt_count > settings.MESSAGING_MAX_RETRIES
+    with transaction.atomic():
+        if not OutboundMessage.objects.recover_interrupted(message.pk, stuck_before=cutoff, give_up=give_up):
+            return None  # it finished after all, or another sweeper took it
+        SendAttempt.objects.filter(
+            message=message, number=message.attempt_count, outcome=AttemptOutcome.STARTED
+        ).update(
+            outcome=AttemptOutcome.INTERRUPTED,
+            finished_at=timezone.now(),
+            error_kind="interrupted",
+            error_text="The worker stopped during the send.",
+            maybe_sent=True,
+        )
+    if give_up:
+        log.error("message=%s attempt=%s interrupted on its last attempt; failed", message.pk, message.attempt_count)
+        return "failed"
+    enqueue_send(message)
+    log.warning("message=%s attempt=%s interrupted; re-queued to check and resend", message.pk, message.attempt_count)
+    return "interrupted"

@@ -1,0 +1,184 @@
+"""The send path end to end: API -> PostgreSQL -> Redis -> a real Celery worker -> the Evolution sandbox."""
+import json
+import threading
+from datetime import timedelta
+
+import httpx
+from celery.result import AsyncResult
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from conftest import wait_for
+from messaging import services
+from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def send_via_api(api, phone: str, text: str = "Hola Carlos") -> int:
+    response = api.post("/messages", data=json.dumps({"phone": phone, "message": text}), content_type="application/json")
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+def final(message_id: int, timeout: float = 20) -> OutboundMessage:
+    return wait_for(
+        lambda: (m := OutboundMessage.objects.get(pk=message_id)).is_final and m,
+        timeout=timeout,
+    )
+
+
+def sandbox_copies(sandbox, phone_digits: str) -> list[dict]:
+    sent = httpx.get(f"{sandbox.url}/_sandbox/messages").json()
+    return [m for m in sent if m["number"].lstrip("+") == phone_digits]
+
+
+def test_a_good_number_ends_sent_with_one_attempt(api, celery_worker, evolution_sandbox):
+    message = final(send_via_api(api, "+55 11 98765-4321"))
+    assert message.status == MessageStatus.SENT
+    attempts = list(message.attempts.all())
+    assert [(a.number, a.outcome, a.http_status) for a in attempts] == [(1, AttemptOutcome.SENT, 201)]
+    assert attempts[0].evolution_message_id == message.evolution_message_id != ""
+    assert message.remote_jid == "5511987654321@s.whatsapp.net"
+    assert len(sandbox_copies(evolution_sandbox, "5511987654321")) == 1
+
+
+def test_fail_twice_then_succeed_ends_sent_with_three_attempts(api, celery_worker, evolution_sandbox):
+    message = final(send_via_api(api, "+55 11 98765-0502"))
+    assert message.status == MessageStatus.SENT
+    outcomes = list(message.attempts.values_list("outcome", "http_status", "error_kind"))
+    assert outcomes == [
+        (AttemptOutcome.TEMPORARY_ERROR, 500, "server_error"),
+        (AttemptOutcome.TEMPORARY_ERROR, 500, "server_error"),
+        (AttemptOutcome.SENT, 201, ""),
+    ]
+
+
+def test_an_always_failing_gateway_ends_failed_after_four_attempts(api, celery_worker):
+    message = final(send_via_api(api, "+55 11 98765-0500"))
+    assert message.status == MessageStatus.FAILED
+    assert message.attempt_count == 4
+    assert message.attempts.filter(outcome=AttemptOutcome.TEMPORARY_ERROR).count() == 4
+    assert message.last_error_kind == "server_error"
+    assert "Connection Closed" in message.last_error
+
+
+def test_a_number_not_on_whatsapp_fails_at_once_with_the_reason(api, celery_worker):
+    message = final(send_via_api(api, "+55 11 98765-0000"))
+    assert message.status == MessageStatus.FAILED
+    assert message.attempt_count == 1
+    attempt = message.attempts.get()
+    assert (attempt.outcome, attempt.http_status, attempt.error_kind) == (AttemptOutcome.PERMANENT_ERROR, 400, "not_on_whatsapp")
+    assert message.last_error_kind == "not_on_whatsapp"
+    assert "5511987650000" in message.last_error
+
+
+def test_the_retry_limit_is_configurable(api, celery_worker, settings):
+    settings.MESSAGING_MAX_RETRIES = 1
+    message = final(send_via_api(api, "+55 11 98765-0500"))
+    assert (message.status, message.attempt_count) == (MessageStatus.FAILED, 2)
+
+
+def test_a_send_that_timed_out_but_went_out_is_not_sent_twice(api, celery_worker, evolution_sandbox, settings):
+    settings.EVOLUTION_TIMEOUT_SECONDS = 0.5  # the sandbox holds ...0408 answers longer than this
+    message = final(send_via_api(api, "+55 11 98765-0408"), timeout=30)
+    assert message.status == MessageStatus.SENT
+    first, second = message.attempts.all()
+    assert (first.outcome, first.error_kind, first.maybe_sent) == (AttemptOutcome.TEMPORARY_ERROR, "timeout", True)
+    assert (second.outcome, second.reconciled) == (AttemptOutcome.SENT, True)
+    assert len(sandbox_copies(evolution_sandbox, "5511987650408")) == 1
+
+
+def test_the_task_state_is_visible_over_the_api(api, celery_worker):
+    message = final(send_via_api(api, "+5511987654321"))
+    body = wait_for(lambda: (b := api.get(f"/tasks/{message.task_id}").json())["state"] == "SUCCESS" and b)
+    assert body["result"]["status"] == "sent"
+    assert body["message_id"] == message.pk
+
+
+def test_a_scheduled_message_is_not_sent_before_its_time(celery_worker, evolution_sandbox):
+    due = timezone.now() + timedelta(seconds=2)
+    message, _ = services.accept_message(phone="+5511987654321", text="later", scheduled_at=due)
+    assert services.dispatch_due_messages() == 0  # a beat tick before its time
+    assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.SCHEDULED
+    wait_for(lambda: timezone.now() >= due, timeout=5)
+    assert services.dispatch_due_messages() == 1
+    assert services.dispatch_due_messages() == 0  # a second tick does not enqueue it again
+    sent = final(message.pk)
+    assert sent.status == MessageStatus.SENT
+    assert sent.sent_at >= due
+    assert sent.attempt_count == 1
+
+
+def test_two_workers_racing_for_one_message_send_it_once(sandbox_settings, evolution_sandbox):
+    message, _ = services.accept_message(phone="+5511987654321", text="only once")
+    outcomes = []
+
+    def worker():
+        outcomes.append(services.send_message(message_id=message.pk).status)
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
+    assert SendAttempt.objects.filter(message=message).count() == 1
+    assert len(sandbox_copies(evolution_sandbox, "5511987654321")) == 1
+
+
+def test_a_duplicated_task_does_not_send_twice(celery_worker, evolution_sandbox):
+    message, _ = services.accept_message(phone="+5511987654321", text="dup")
+    final(message.pk)
+    message.task_id = "duplicate-delivery"
+    services.enqueue_send(message)  # the broker redelivers it, or the sweeper re-queued it
+    result = AsyncResult("duplicate-delivery")
+    wait_for(lambda: result.state == "SUCCESS")
+    assert result.result["status"] == "skipped"
+    assert OutboundMessage.objects.get(pk=message.pk).attempt_count == 1
+    assert len(sandbox_copies(evolution_sandbox, "5511987654321")) == 1
+
+
+def test_a_cancelled_message_is_never_sent(sandbox_settings, evolution_sandbox):
+    message, _ = services.accept_message(phone="+5511987654321", text="stop")
+    assert services.cancel_message(message_id=message.pk) is True
+    assert services.send_message(message_id=message.pk).status == "skipped"
+    assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.CANCELLED
+    assert sandbox_copies(evolution_sandbox, "5511987654321") == []
+
+
+def test_a_message_whose_publish_was_lost_is_requeued_by_the_sweeper(celery_worker, settings):
+    message, _ = services.accept_message(phone="+5511987654321", text="lost publish")
+    final(message.pk)
+    # A second message whose publish never happened (broker down at commit time).
+    lost = OutboundMessage.objects.create(phone="+5511987654321", text="never published", instance=message.instance, task_id="t-lost")
+    OutboundMessage.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert services.requeue_stuck_messages()["queued"] == 1
+    assert final(lost.pk).status == MessageStatus.SENT
+
+
+def test_a_send_interrupted_by_a_dead_worker_is_checked_before_it_is_sent_again(celery_worker, evolution_sandbox):
+    message, _ = services.accept_message(phone="+5511987654321", text="crash mid-send")
+    final(message.pk)
+    # Replay a crash: a claimed message whose worker died after Evolution sent it but before it recorded that.
+    crashed = OutboundMessage.objects.create(
+        phone="+5511912345678", text="crash mid-send", instance=message.instance, task_id="t-crash",
+        status=MessageStatus.SENDING, attempt_count=1,
+    )
+    SendAttempt.objects.create(message=crashed, number=1)
+    httpx.post(
+        f"{evolution_sandbox.url}/message/sendText/{evolution_sandbox.instance}",
+        json={"number": "5511912345678", "text": "crash mid-send"},
+        headers={"apikey": evolution_sandbox.api_key},
+    ).raise_for_status()
+    OutboundMessage.objects.filter(pk=crashed.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert services.requeue_stuck_messages()["interrupted"] == 1
+    recovered = final(crashed.pk)
+    assert recovered.status == MessageStatus.SENT
+    first, second = recovered.attempts.all()
+    assert (first.outcome, first.maybe_sent) == (AttemptOutcome.INTERRUPTED, True)
+    assert second.reconciled is True
+    assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 1
