@@ -106,8 +106,8 @@ class EvolutionClient:
         digits = _digits(number)
         body = self._call("POST", f"/message/sendText/{instance}", json={"number": digits, "text": text}, sends=True)
         try:
-            return _sent_message(body, default_status="PENDING")
-        except (KeyError, TypeError, ValueError):
+            return _sent_message(body, status=body.get("status") or "PENDING")
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise TemporaryError(
                 f"unexpected sendText response: {str(body)[:200]}", kind="bad_response", maybe_sent=True
             ) from None
@@ -160,17 +160,18 @@ class EvolutionClient:
             )
             try:
                 found = body["messages"]
-                records, pages = found["records"], found.get("pages") or 0
-            except (KeyError, TypeError):
+                records, pages = list(found["records"]), int(found.get("pages") or 0)
+            except (AttributeError, KeyError, TypeError, ValueError):
                 raise TemporaryError(
                     f"unexpected findMessages response: {str(body)[:200]}", kind="bad_response"
                 ) from None
             for record in records:  # newest first
-                if text is None or _text_of(record) == text:
-                    try:
-                        return _sent_message({**record, "status": _furthest_status(record)}, default_status="PENDING")
-                    except (KeyError, TypeError, ValueError):
-                        continue  # a record we cannot read is not proof of anything
+                if not isinstance(record, dict) or (text is not None and _text_of(record) != text):
+                    continue
+                try:
+                    return _sent_message(record, status=_furthest_status(record))
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    continue  # a record we cannot read is not proof of anything
             if page >= pages:
                 return None
         log.warning("findMessages on %s still had records after %s pages; gave up looking", instance, _FIND_MAX_PAGES)
@@ -257,7 +258,7 @@ def _describe(message: Any) -> str:
     return str(message)
 
 
-def _sent_message(body: dict, *, default_status: str) -> SentMessage:
+def _sent_message(body: dict, *, status: str) -> SentMessage:
     key = body["key"]
     message_id, remote_jid = key["id"], key["remoteJid"]
     if not isinstance(message_id, str) or not message_id or not isinstance(remote_jid, str):
@@ -265,16 +266,19 @@ def _sent_message(body: dict, *, default_status: str) -> SentMessage:
     return SentMessage(
         message_id=message_id,
         remote_jid=remote_jid,
-        status=body.get("status") or default_status,
+        status=status,
         timestamp=_unix_seconds(body.get("messageTimestamp")),
     )
 
 
 def _text_of(record: dict) -> str | None:
-    message = record.get("message") or {}
+    message = record.get("message")
+    if not isinstance(message, dict):
+        return None
     if "conversation" in message:
         return message["conversation"]
-    return (message.get("extendedTextMessage") or {}).get("text")  # older servers kept this shape
+    extended = message.get("extendedTextMessage")  # older servers kept this shape
+    return extended.get("text") if isinstance(extended, dict) else None
 
 
 def _furthest_status(record: dict) -> str:
