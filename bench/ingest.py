@@ -1,0 +1,116 @@
+"""Ingest: POST /messages against the console served as in production (gunicorn, PostgreSQL, Redis), driven by wrk.
+
+    .venv/bin/python bench/ingest.py [--runs 3] [--connections 32] [--duration 10]
+
+No worker runs, so every accepted message must still be waiting in the Redis queue afterwards: the benchmark
+checks that rows == 2xx answers and that the queue holds exactly the rows' task ids.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import harness  # noqa: E402
+
+LUA = harness.ROOT / "bench" / "post.lua"
+ONE_MESSAGE = {"phone": "+55 11 98765-4321", "message": "Your order #1234 has shipped."}
+
+
+def serve(group: harness.Processes, name: str) -> int:
+    """Start gunicorn as production runs it; return its port once it answers."""
+    port = harness.free_port()
+    argv = [str(harness.BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", *harness.GUNICORN_ARGS]
+    process = group.start(name, argv)
+    harness.wait_until(lambda: process.poll() is None and harness.port_answers(port), timeout=30, what="gunicorn")
+    return port
+
+
+def wrk(port: int, *, token: str, body: dict | list, path: str, connections: int, duration: float, threads: int = 2) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as body_file:
+        json.dump(body, body_file)
+    env = harness.child_env(BENCH_TOKEN=token, BENCH_BODY_FILE=body_file.name, BENCH_PATH=path)
+    try:
+        completed = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
+             "-s", str(LUA), f"http://127.0.0.1:{port}{path}"],
+            env=env, capture_output=True, text=True, timeout=duration + 60, check=True,
+        )
+    finally:
+        Path(body_file.name).unlink(missing_ok=True)
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT "))
+    return json.loads(line.removeprefix("WRK_RESULT "))
+
+
+def check_rows_and_queue(answered_2xx: int, in_flight: int) -> dict:
+    """Rows == 2xx answers, and each row's task id waits in the queue exactly once.
+
+    wrk stops with up to one request per connection in flight; the server still completes those (gunicorn is
+    stopped gracefully before the check), so rows may exceed the 2xx answers wrk counted by at most that many.
+    """
+    from messaging.models import OutboundMessage
+
+    task_ids = list(OutboundMessage.objects.values_list("task_id", flat=True))
+    queued = harness.queued_task_ids()
+    return {
+        "rows": len(task_ids),
+        "queued_tasks": len(queued),
+        "in_flight_at_stop": in_flight,
+        "rows_match_2xx": answered_2xx <= len(task_ids) <= answered_2xx + in_flight,
+        "every_row_enqueued_once": sorted(task_ids) == sorted(queued),
+    }
+
+
+def one_run(index: int, *, connections: int, duration: float) -> dict:
+    harness.reset_state()
+    token = harness.bench_token()
+    with harness.processes(f"ingest-{index}") as group:
+        port = serve(group, "gunicorn")
+        wrk(port, token=token, body=ONE_MESSAGE, path="/messages", connections=connections, duration=2)  # warm-up
+        time.sleep(1)  # let the warm-up's last requests finish before the tables are emptied
+        harness.reset_state()
+        result = wrk(port, token=token, body=ONE_MESSAGE, path="/messages", connections=connections, duration=duration)
+    seconds = result["duration_us"] / 1e6
+    run = {
+        "accepted_per_s": round(result["ok"] / seconds, 1),
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "non_2xx": result["non_2xx"],
+        "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
+        "answers_2xx": result["ok"],
+        **check_rows_and_queue(result["ok"], result["sent"] - result["ok"] - result["non_2xx"]),
+    }
+    run["checks_ok"] = run["rows_match_2xx"] and run["every_row_enqueued_once"] and run["non_2xx"] == 0
+    return run
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10)
+    args = parser.parse_args(argv)
+    harness.setup_django()
+    harness.prepare_database()
+    runs = []
+    for index in range(args.runs):
+        runs.append(one_run(index, connections=args.connections, duration=args.duration))
+        time.sleep(1)
+    return harness.summarise(
+        "ingest POST /messages",
+        runs,
+        [("accepted_per_s", "accepted/s"), ("p50_ms", "p50 latency ms"), ("p99_ms", "p99 latency ms"),
+         ("non_2xx", "non-2xx answers"), ("socket_errors", "socket errors")],
+        checks_ok=all(run["checks_ok"] for run in runs),
+    )
+
+
+if __name__ == "__main__":
+    summary = main()
+    sys.exit(0 if summary["checks_ok"] else 1)
