@@ -1,3 +1,4 @@
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from messaging.models import MessageStatus, OutboundMessage, SendAttempt
@@ -54,3 +55,33 @@ class MessageFilterSerializer(serializers.Serializer):
     phone = serializers.CharField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+
+
+def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
+    """Shape-check one item of POST /messages/bulk the way MessageCreateSerializer would, without building a
+    serializer per item (a thousand of them cost more than storing the messages). Returns the service's
+    keyword values, or the errors by API field name. The content (phone, text, instance) is the service's job."""
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": ["Expected an object with phone and message."]}
+    errors: dict[str, list[str]] = {}
+    values: dict = {}
+    for field, service_name, required in (("phone", "phone", True), ("message", "text", True), ("instance_name", "instance", False)):
+        value = raw.get(field)
+        if value is None:
+            if required:
+                errors[field] = ["This field is required."]
+        elif not isinstance(value, str):
+            errors[field] = ["Not a valid string."]
+        else:
+            values[service_name] = value
+    scheduled_at = raw.get("scheduled_at")
+    if scheduled_at is not None:
+        try:
+            parsed = parse_datetime(scheduled_at) if isinstance(scheduled_at, str) else None
+        except ValueError:  # well formed but not a real date, e.g. month 13
+            parsed = None
+        if parsed is None:
+            errors["scheduled_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
+        else:
+            values["scheduled_at"] = parsed
+    return (None, errors) if errors else (values, None)

@@ -5,7 +5,7 @@ from celery.result import AsyncResult
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -18,7 +18,9 @@ from messaging.api.serializers import (
     MessageDetailSerializer,
     MessageFilterSerializer,
     MessageSerializer,
+    read_bulk_item,
 )
+from messaging.api.errors import SERVICE_TO_API_FIELDS
 from messaging.health import system_health
 from messaging.models import OutboundMessage
 
@@ -87,6 +89,50 @@ class MessageListCreateView(ListAPIView):
         filters = MessageFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         return selectors.message_list(**filters.validated_data)
+
+
+class MessageBulkCreateView(APIView):
+    @extend_schema(
+        summary=f"Accept up to {services.BULK_MAX_MESSAGES} messages in one request",
+        description=(
+            'Body: {"messages": [{"phone", "message", "instance_name"?, "scheduled_at"?}, ...]}. Each item is '
+            "validated on its own; the answer lists per item (in order) its id and task_id, or its field errors. "
+            "Accepted items are stored and enqueued; rejected ones write nothing. 202 when at least one item was "
+            "accepted, 400 when none was."
+        ),
+        request=dict,
+        responses={202: dict, 400: dict},
+    )
+    def post(self, request):
+        raw_items = request.data.get("messages") if isinstance(request.data, dict) else None
+        if not isinstance(raw_items, list) or not raw_items:
+            raise ValidationError({"messages": ["Expected a non-empty list of messages."]})
+        if len(raw_items) > services.BULK_MAX_MESSAGES:
+            raise ValidationError({"messages": [f"Send at most {services.BULK_MAX_MESSAGES} messages per request."]})
+        shaped = [read_bulk_item(raw) for raw in raw_items]
+        valid = [values for values, errors in shaped if errors is None]
+        stored = iter(services.accept_messages(items=valid, created_by=request.user))
+        results = []
+        for index, (values, errors) in enumerate(shaped):
+            if errors is None:
+                outcome = next(stored)
+                errors = outcome.errors and {SERVICE_TO_API_FIELDS.get(k, k): v for k, v in outcome.errors.items()}
+            if errors:
+                results.append({"index": index, "errors": errors})
+            else:
+                message = outcome.message
+                results.append({"index": index, "id": message.pk, "task_id": message.task_id or None, "status": message.status})
+        accepted = sum(1 for result in results if "id" in result)
+        body = {"success": accepted > 0, "accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        if not accepted:  # the usual error shape too, so clients that only read "error" understand it
+            first = results[0]
+            field, problems = next(iter(first["errors"].items()))
+            body["error"] = {
+                "code": "invalid",
+                "message": f"no message was accepted; messages[{first['index']}].{field}: {problems[0]}",
+                "fields": {"messages": {str(result["index"]): result["errors"] for result in results}},
+            }
+        return Response(body, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_400_BAD_REQUEST)
 
 
 class MessageDetailView(APIView):

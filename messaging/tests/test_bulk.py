@@ -1,0 +1,113 @@
+"""POST /messages/bulk: each item stands on its own; accepted ones are stored and enqueued, rejected ones are not."""
+import json
+
+import pytest
+
+from conftest import wait_for
+from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
+from messaging import services
+from messaging.models import AttemptOutcome, FINAL_STATUSES, MessageStatus, OutboundMessage
+
+
+def post_bulk(api, messages):
+    return api.post("/messages/bulk", data=json.dumps({"messages": messages}), content_type="application/json")
+
+
+@pytest.mark.django_db
+def test_it_answers_per_item_with_the_id_or_the_field_errors_and_stores_only_the_valid_ones(
+    api, sandbox_settings, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post_bulk(api, [
+            {"phone": "+55 11 98765-4321", "message": "first"},
+            {"phone": "12", "message": "bad phone"},
+            {"phone": "+55 11 98765-4322", "message": "   "},
+            {"phone": "+55 11 98765-4323", "message": "third", "instance_name": "nope"},
+            "not an object",
+            {"phone": 5511987654324, "message": "phone must be a string"},
+            {"phone": "+55 11 98765-4325", "message": "later", "scheduled_at": "not a date"},
+            {"phone": "+55 11 98765-4326", "message": "last"},
+        ])
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["success"], body["accepted"], body["rejected"]) == (True, 2, 6)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(8))
+    assert list(results[1]["errors"]) == ["phone"]
+    assert list(results[2]["errors"]) == ["message"]
+    assert list(results[3]["errors"]) == ["instance_name"]
+    assert list(results[4]["errors"]) == ["non_field_errors"]
+    assert list(results[5]["errors"]) == ["phone"]
+    assert list(results[6]["errors"]) == ["scheduled_at"]
+    stored = {m.pk: m for m in OutboundMessage.objects.all()}
+    assert sorted(stored) == sorted([results[0]["id"], results[7]["id"]])
+    assert [stored[results[0]["id"]].text, stored[results[7]["id"]].text] == ["first", "last"]
+    for result in (results[0], results[7]):
+        message = stored[result["id"]]
+        assert (message.status, message.task_id, message.phone[:12]) == (MessageStatus.QUEUED, result["task_id"], "+55119876543")
+    # One publish for the whole batch, and only after the commit.
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_a_request_whose_items_are_all_rejected_writes_nothing_and_answers_400(
+    api, sandbox_settings, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = post_bulk(api, [{"phone": "12", "message": "x"}, {"message": "no phone"}])
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["success"], body["accepted"], body["rejected"]) == (False, 0, 2)
+    assert body["error"]["code"] == "invalid"
+    assert set(body["error"]["fields"]["messages"]) == {"0", "1"}
+    assert OutboundMessage.objects.count() == 0
+    assert callbacks == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload",
+    [{"messages": []}, {"messages": "x"}, {}, [], {"messages": [{"phone": "+5511987654321", "message": "m"}] * 1001}],
+)
+def test_it_rejects_a_malformed_or_oversized_envelope_naming_messages(api, sandbox_settings, payload):
+    response = api.post("/messages/bulk", data=json.dumps(payload), content_type="application/json")
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["fields"]
+    assert OutboundMessage.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_accepted_item_is_sent_once_by_the_workers(api, celery_worker, evolution_sandbox):
+    phones = [f"+5511987{n:06d}"[:14] for n in range(654300, 654320)]
+    response = post_bulk(api, [{"phone": phone, "message": f"bulk {i}"} for i, phone in enumerate(phones)])
+    assert response.status_code == 202, response.content
+    ids = [result["id"] for result in response.json()["results"]]
+    assert len(ids) == 20
+    wait_for(lambda: OutboundMessage.objects.filter(pk__in=ids, status__in=FINAL_STATUSES).count() == 20, timeout=30)
+    for message in OutboundMessage.objects.filter(pk__in=ids):
+        assert message.status == MessageStatus.SENT
+        assert list(message.attempts.values_list("outcome", flat=True)) == [AttemptOutcome.SENT]
+    sent = [m["number"].lstrip("+") for m in evolution_sandbox.sent_messages()]
+    assert sorted(sent) == sorted(p.lstrip("+") for p in phones)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_task_is_published_to_its_own_queue_only(sandbox_settings):
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        queues = {name: queue.bind(channel) for name, queue in app.amqp.queues.items()}
+        for queue in queues.values():
+            queue.declare()  # as a worker does at start
+            queue.purge()
+        try:
+            services.accept_message(phone="+5511987654321", text="one queue")
+            sends = {name: queue.queue_declare().message_count for name, queue in queues.items()}
+            for queue in queues.values():
+                queue.purge()
+            app.send_task("requeue_stuck_messages")  # routed by Celery to the maintenance queue
+            maintenance = {name: queue.queue_declare().message_count for name, queue in queues.items()}
+        finally:
+            for queue in queues.values():
+                queue.purge()
+    assert sends == {TRANSACTIONAL_QUEUE: 1, MAINTENANCE_QUEUE: 0}
+    assert maintenance == {TRANSACTIONAL_QUEUE: 0, MAINTENANCE_QUEUE: 1}
