@@ -141,6 +141,7 @@ def enqueue_sends(messages: Sequence[OutboundMessage]) -> int:
     template = app.amqp.create_task_message("", SEND_TASK_NAME, [0], {})
     embed = json.dumps(template.body[2])
     reply_to = template.properties.get("reply_to", "")
+    retry, retry_policy = app.conf.task_publish_retry, app.conf.task_publish_retry_policy
     published = 0
     try:
         with app.producer_or_acquire() as producer:
@@ -159,8 +160,8 @@ def enqueue_sends(messages: Sequence[OutboundMessage]) -> int:
                         content_encoding="utf-8",
                         correlation_id=task_id,
                         reply_to=reply_to,
-                        retry=app.conf.task_publish_retry,
-                        retry_policy=app.conf.task_publish_retry_policy,
+                        retry=retry,
+                        retry_policy=retry_policy,
                     )
                     published += 1
     except Exception:
