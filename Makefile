@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/console
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: dev test install services migrate
+.PHONY: dev test install services migrate bench bench-memory
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,13 @@ test: install services
 		$(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (README, Performance): their own database and Redis DB unless BENCH_DATABASE_URL / BENCH_REDIS_URL
+# say otherwise. Needs wrk (apt-get install -y wrk). Each figure is run three times: min / median / max.
+bench: install services
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+# The long drain (50,000 messages) that checks the workers' memory stays flat.
+bench-memory: install services
+	$(BIN)/python bench/drain.py --runs 1 --messages 50000 --memory
