@@ -2,6 +2,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -17,3 +18,14 @@ app.conf.task_default_queue = MAINTENANCE_QUEUE
 app.conf.task_routes = {"send_transactional_message": {"queue": TRANSACTIONAL_QUEUE}}
 
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def close_old_database_connections(task=None, **kwargs):
+    """Before each task, what Django does before each request: drop a connection that is broken or past
+    DATABASE_CONN_MAX_AGE (CELERY_DB_REUSE_MAX stops Celery from closing every connection every time)."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
