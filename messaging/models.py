@@ -159,6 +159,15 @@ class OutboundMessage(models.Model):
             models.Index(fields=["status", "scheduled_at"], name="msg_status_scheduled"),
             models.Index(fields=["status", "updated_at"], name="msg_status_updated"),
             models.Index(fields=["evolution_message_id"], name="msg_evolution_id"),
+            # The admin's instance filter and the dashboard's sent-vs-failed-per-hour chart.
+            models.Index(fields=["instance", "created_at"], name="msg_instance_created"),
+            models.Index(fields=["status", "finished_at"], name="msg_status_finished"),
+        ]
+        # Operator actions are permissions, so roles (groups) grant them; see messaging/roles.py.
+        permissions = [
+            ("resend_outboundmessage", "Can resend a sent or failed message"),
+            ("cancel_outboundmessage", "Can cancel a message not yet sending"),
+            ("send_now_outboundmessage", "Can send a scheduled message now"),
         ]
 
     def __str__(self):
