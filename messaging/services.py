@@ -319,3 +319,115 @@ def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
     enqueue_send(message)
     log.warning("message=%s attempt=%s interrupted; re-queued to check and resend", message.pk, message.attempt_count)
     return "interrupted"
+
+
+# --- operator actions: resend, retry failed, and batches for the admin -------------------------------------------
+
+RESENDABLE_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED)
+
+
+def resend_key(original_id: int) -> str:
+    """The idempotency key of the resend of a message. One per original: a double-clicked or repeated resend
+    finds the first copy instead of making a second one. To send it yet again, resend the resend."""
+    return f"console:resend-of:{original_id}"
+
+
+@dataclass(frozen=True)
+class ResendOutcome:
+    original_id: int
+    resend: OutboundMessage | None  # the new (or earlier) copy, None when refused
+    created: bool
+    reason: str = ""  # why nothing new was made
+
+
+def resend_message(*, message_id: int, created_by=None) -> ResendOutcome:
+    """Send the text of a sent or failed message again, as a new message linked to it (``resend_of``).
+
+    The original keeps its history. A message is resent at most once (see ``resend_key``); asking again returns
+    the existing copy with ``created=False``.
+    """
+    original = OutboundMessage.objects.filter(pk=message_id).first()
+    if original is None:
+        return ResendOutcome(message_id, None, False, "no such message")
+    if original.status not in RESENDABLE_STATUSES:
+        return ResendOutcome(message_id, None, False, f"{original.get_status_display().lower()}, not sent or failed")
+    try:
+        resend, created = accept_message(
+            phone=original.phone,
+            text=original.text,
+            instance=original.instance,
+            idempotency_key=resend_key(original.pk),
+            created_by=created_by,
+            resend_of=original,
+        )
+    except ValidationError as error:  # e.g. its instance is no longer configured
+        return ResendOutcome(message_id, None, False, "; ".join(error.messages))
+    if not created:
+        log.info("message=%s resend refused: already resent as message=%s", original.pk, resend.pk)
+        return ResendOutcome(message_id, resend, False, "already resent")
+    log.info("message=%s resent as message=%s by user=%s", original.pk, resend.pk, getattr(created_by, "pk", None))
+    return ResendOutcome(message_id, resend, True)
+
+
+@dataclass
+class ActionReport:
+    """What a batch action did: ids it acted on, new messages it made, and ids it skipped, by reason."""
+
+    done: list[int]
+    created: list[int]
+    skipped: dict[str, list[int]]
+
+    @classmethod
+    def empty(cls) -> "ActionReport":
+        return cls(done=[], created=[], skipped={})
+
+    def skip(self, reason: str, message_id: int) -> None:
+        self.skipped.setdefault(reason, []).append(message_id)
+
+
+def resend_messages(*, message_ids, created_by=None, only_failed: bool = False) -> ActionReport:
+    """Resend each message (see ``resend_message``). With ``only_failed`` ("retry failed") sent messages are
+    skipped, so an operator can select a whole time window and retry only what did not go out."""
+    report = ActionReport.empty()
+    statuses = dict(OutboundMessage.objects.filter(pk__in=list(message_ids)).values_list("pk", "status"))
+    for message_id in message_ids:
+        if only_failed and statuses.get(message_id) != MessageStatus.FAILED:
+            report.skip(_status_reason(statuses.get(message_id)), message_id)
+            continue
+        outcome = resend_message(message_id=message_id, created_by=created_by)
+        if outcome.created:
+            report.done.append(message_id)
+            report.created.append(outcome.resend.pk)
+        else:
+            report.skip(outcome.reason, message_id)
+    return report
+
+
+def retry_failed(*, message_ids, created_by=None) -> ActionReport:
+    """Resend the failed messages among ``message_ids``; the others are skipped with their status."""
+    return resend_messages(message_ids=message_ids, created_by=created_by, only_failed=True)
+
+
+def cancel_messages(*, message_ids) -> ActionReport:
+    """Cancel each message that is not sending yet (``cancel_message``); report the rest with their status."""
+    return _each(message_ids, lambda pk: cancel_message(message_id=pk))
+
+
+def send_messages_now(*, message_ids) -> ActionReport:
+    """Release each scheduled message now (``send_now``); report the rest with their status."""
+    return _each(message_ids, lambda pk: send_now(message_id=pk))
+
+
+def _each(message_ids, act) -> ActionReport:
+    report = ActionReport.empty()
+    refused = []
+    for message_id in message_ids:
+        (report.done if act(message_id) else refused).append(message_id)
+    # Read the statuses after the attempt: the refusal reason is whatever state won the race.
+    for message_id, status in OutboundMessage.objects.filter(pk__in=refused).values_list("pk", "status"):
+        report.skip(_status_reason(status), message_id)
+    return report
+
+
+def _status_reason(status: str | None) -> str:
+    return f"already {status}" if status else "no such message"
