@@ -351,7 +351,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
         parts = [f"{plural(len(report.done))} {done_phrase}"]
         if report.created:
             parts[0] += " as " + ", ".join(f"#{pk}" for pk in report.created[:20]) + ("…" if len(report.created) > 20 else "")
-        parts += [f"{len(ids)} skipped: {reason}" for reason, ids in sorted(report.skipped.items(), key=lambda kv: -len(kv[1]))]
+        parts += [f"{len(ids)} skipped: {reason}" for reason, ids in sorted(report.skipped.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
         level = messages.SUCCESS if report.done else messages.WARNING
         self.message_user(request, ", ".join(parts) + ".", level)
 
