@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from evolution.jids import create_jid
 
@@ -39,6 +40,9 @@ class SentMessage:
 
 
 class EvolutionError(Exception):
+    """A call that did not succeed. `detail` is for people, `kind` for code, `status_code` is None when no
+    HTTP response came back."""
+
     retryable: bool = False
     maybe_sent: bool = False
 
@@ -98,6 +102,9 @@ class EvolutionClient:
             headers={"apikey": api_key},
             # Connecting fails fast (nothing was sent); reading waits for WhatsApp, which can be slow.
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # Evolution (Node) closes idle keep-alive sockets after 5 s. Dropping ours sooner keeps a send from
+            # being written to a socket the server is closing, which would look like a maybe-sent reset.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0),
             transport=transport,
         )
 
@@ -149,6 +156,12 @@ class EvolutionClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> EvolutionClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _first_match(self, instance: str, where: dict, *, text: str | None) -> SentMessage | None:
         for page in range(1, _FIND_MAX_PAGES + 1):
@@ -213,7 +226,9 @@ def _transport_error(error: httpx.TransportError, *, sends: bool) -> EvolutionEr
     # From here on the request was (at least partly) written: Evolution may have acted on it.
     if isinstance(error, httpx.TimeoutException):
         return TemporaryError(f"Evolution API did not answer in time ({name})", kind="timeout", maybe_sent=sends)
-    return TemporaryError(f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends)
+    return TemporaryError(
+        f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends
+    )
 
 
 def _status_error(response: httpx.Response, *, sends: bool) -> EvolutionError:
@@ -333,8 +348,6 @@ def get_client() -> EvolutionClient:
     Keyed by the settings and the process id: a Celery prefork child never reuses its parent's sockets, and a
     test that overrides EVOLUTION_API_URL gets a client for that URL.
     """
-    from django.conf import settings
-
     key = (
         os.getpid(),
         settings.EVOLUTION_API_URL,
