@@ -22,6 +22,7 @@ from messaging.phones import normalize_phone
 log = logging.getLogger("messaging")
 
 SEND_TASK_NAME = "send_transactional_message"
+IDEMPOTENCY_KEY_MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -77,6 +78,11 @@ def accept_message(
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
     nothing is created. A scheduled message waits in the database until beat dispatches it.
     """
+    idempotency_key = (idempotency_key or "").strip() or None
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationError(
+            {"idempotency_key": [f"Ensure this key has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+        )
     if idempotency_key:
         existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -88,7 +94,7 @@ def accept_message(
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         # The task id is chosen now so the answer can carry it without a second write after publishing.
         task_id="" if scheduled else str(uuid.uuid4()),
-        idempotency_key=idempotency_key or None,
+        idempotency_key=idempotency_key,
         created_by=created_by,
         resend_of=resend_of,
     )
