@@ -162,19 +162,32 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
     try:
         found = None
         if must_reconcile:
-            found = client.find_sent_message(
-                instance=message.instance,
-                number=message.phone,
-                text=message.text,
-                since=message.created_at - timedelta(minutes=5),
-                until=timezone.now() + timedelta(minutes=5),
-                message_id=message.evolution_message_id or None,
-            )
+            found = _find_already_sent(client, message)
             checked = True
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
         return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
     return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+# Evolution stamps messages with its own clock; allow for skew between its host and ours.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
+    """Did one of this message's earlier attempts reach WhatsApp? Look from its first attempt on, and never
+    take another message of ours with the same text to the same number for this one."""
+    first_try = SendAttempt.objects.filter(message=message).order_by("number").values_list("started_at", flat=True)[0]
+    since = first_try - CLOCK_SKEW
+    others = OutboundMessage.objects.filter(phone=message.phone, sent_at__gte=since).exclude(pk=message.pk)
+    return client.find_sent_message(
+        instance=message.instance,
+        number=message.phone,
+        text=message.text,
+        since=since,
+        until=timezone.now() + CLOCK_SKEW,
+        exclude_ids=set(others.exclude(evolution_message_id="").values_list("evolution_message_id", flat=True)),
+    )
 
 
 def _previous_attempt_maybe_sent(message: OutboundMessage, number: int) -> bool:
