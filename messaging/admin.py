@@ -75,9 +75,8 @@ class FailureReasonFilter(admin.SimpleListFilter):
     parameter_name = "last_error_kind"
 
     def lookups(self, request, model_admin):
-        # The reasons seen this week (the dashboard's query); any other value still filters when linked to.
-        return [(row["last_error_kind"], row["last_error_kind"] or "(none)")
-                for row in dashboard.top_failure_reasons(now=timezone.now(), limit=20)]
+        # The reasons seen this week; any other value still filters when linked to.
+        return [(kind, kind or "(none)") for kind in dashboard.recent_failure_kinds()]
 
     def queryset(self, request, queryset):
         return queryset.filter(last_error_kind=self.value()) if self.value() is not None else queryset
@@ -470,9 +469,9 @@ def dashboard_context(now) -> dict:
         for name, _ in dashboard.WINDOWS
     ]
     waiting = dashboard.waiting_counts()
-    week_ago = (now - dashboard.WINDOWS[-1][1]).isoformat()
+    day_ago = (now - timedelta(days=1)).isoformat()
     reasons = [
-        {**row, "url": changelist_url(status="failed", last_error_kind=row["last_error_kind"], finished_at__gte=week_ago)}
+        {**row, "url": changelist_url(status="failed", last_error_kind=row["last_error_kind"], finished_at__gte=day_ago)}
         for row in dashboard.top_failure_reasons(now=now)
     ]
     instances = [

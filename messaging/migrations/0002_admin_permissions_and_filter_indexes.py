@@ -22,6 +22,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='outboundmessage',
-            index=models.Index(fields=['status', 'finished_at'], name='msg_status_finished'),
+            index=models.Index(fields=['status', 'finished_at', 'last_error_kind'], name='msg_status_finished'),
         ),
     ]

@@ -5,7 +5,6 @@ from datetime import datetime
 from django import template
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
 from django.contrib.admin.templatetags.base import InclusionAdminNode
-from django.db.models import Max, Min
 from django.utils import timezone
 
 register = template.Library()
@@ -19,17 +18,26 @@ class _PeriodsBetweenFirstAndLast:
     first and last matching dates instead (two index lookups); a period with no messages may be listed.
     """
 
-    def __init__(self, queryset):
+    def __init__(self, queryset, field_name):
         self._queryset = queryset
+        self._field = field_name
         self._range = None
 
     def aggregate(self, **kwargs):
-        return self._queryset.aggregate(**kwargs)
+        """Django asks ``aggregate(first=Min(field), last=Max(field))``. ORDER BY ... LIMIT 1 each way walks the
+        date index and stops at the first match; MIN()/MAX() over a filtered set (an EXISTS, a search) may make
+        PostgreSQL join every row first."""
+        if self._range is None:
+            values = self._queryset.values_list(self._field, flat=True)
+            self._range = {
+                "first": values.order_by(self._field).first(),
+                "last": values.order_by(f"-{self._field}").first(),
+            }
+        return dict(self._range)
 
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
-        if self._range is None:
-            self._range = self._queryset.aggregate(first=Min(field_name), last=Max(field_name))
-        first, last = self._range["first"], self._range["last"]
+        found = self.aggregate()
+        first, last = found["first"], found["last"]
         if first is None:
             return []
         first, last = timezone.localtime(first), timezone.localtime(last)
@@ -61,7 +69,7 @@ def _next(moment: datetime, kind: str) -> datetime:
 
 def cheap_date_hierarchy(cl):
     stand_in = copy.copy(cl)
-    stand_in.queryset = _PeriodsBetweenFirstAndLast(cl.queryset)
+    stand_in.queryset = _PeriodsBetweenFirstAndLast(cl.queryset, cl.date_hierarchy)
     return date_hierarchy(stand_in)
 
 
