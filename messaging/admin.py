@@ -38,6 +38,10 @@ def status_badge(status: str, label: str):
     return format_html('<span class="msg-badge msg-badge--{}">{}</span>', status, label)
 
 
+def precise_time(moment) -> str:
+    return "—" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def changelist_url(**filters) -> str:
     return reverse("admin:messaging_outboundmessage_changelist") + ("?" + urlencode(filters) if filters else "")
 
@@ -147,7 +151,7 @@ class SendAttemptInline(admin.TabularInline):
     show_change_link = False
     verbose_name_plural = "Attempts"
     fields = [
-        "number", "outcome_badge", "started_at", "finished_at", "duration", "http_status", "error_kind",
+        "number", "outcome_badge", "started", "finished", "duration", "http_status", "error_kind",
         "error_text", "maybe_sent", "reconciled", "evolution_message_id", "task_id",
     ]
     readonly_fields = fields
@@ -168,6 +172,15 @@ class SendAttemptInline(admin.TabularInline):
     def outcome_badge(self, attempt):
         return status_badge(attempt.outcome, attempt.get_outcome_display())
 
+    # Attempts are seconds apart: show the seconds (in the operator's time zone).
+    @admin.display(description="started")
+    def started(self, attempt):
+        return precise_time(attempt.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, attempt):
+        return precise_time(attempt.finished_at)
+
     @admin.display(description="duration")
     def duration(self, attempt):
         return "—" if attempt.duration_ms is None else f"{attempt.duration_ms} ms"
@@ -182,7 +195,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     inlines = [SendAttemptInline]
 
     list_display = [
-        "id", "status_badge", "phone", "text_preview", "instance", "attempt_count", "last_error_summary",
+        "id", "status_badge", "phone", "text_preview", "instance", "attempts", "last_error_summary",
         "created_at", "sent_at",
     ]
     list_display_links = ["id", "phone"]
@@ -220,6 +233,10 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def text_preview(self, message):
         return Truncator(message.text).chars(60)
+
+    @admin.display(description="attempts", ordering="attempt_count")
+    def attempts(self, message):
+        return message.attempt_count
 
     @admin.display(description="last error")
     def last_error_summary(self, message):
