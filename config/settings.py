@@ -122,14 +122,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
+    # Compressed copies after collectstatic (the Docker image runs it); no manifest, so a checkout that never
+    # ran collectstatic (make dev, the tests) renders pages too.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Without collectstatic (development and tests) whitenoise serves straight from the apps' static folders.
-WHITENOISE_USE_FINDERS = DEBUG
+# Serve from the apps' static folders as well, for the same reason.
+WHITENOISE_USE_FINDERS = True
 
 # --- REST API ------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -215,7 +213,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # httpx logs every request at INFO; our own lines already record each attempt with its ids.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from evolution.jids import create_jid
 
@@ -39,6 +40,9 @@ class SentMessage:
 
 
 class EvolutionError(Exception):
+    """A call that did not succeed. `detail` is for people, `kind` for code, `status_code` is None when no
+    HTTP response came back."""
+
     retryable: bool = False
     maybe_sent: bool = False
 
@@ -98,6 +102,9 @@ class EvolutionClient:
             headers={"apikey": api_key},
             # Connecting fails fast (nothing was sent); reading waits for WhatsApp, which can be slow.
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # Evolution (Node) closes idle keep-alive sockets after 5 s. Dropping ours sooner keeps a send from
+            # being written to a socket the server is closing, which would look like a maybe-sent reset.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0),
             transport=transport,
         )
 
@@ -106,8 +113,8 @@ class EvolutionClient:
         digits = _digits(number)
         body = self._call("POST", f"/message/sendText/{instance}", json={"number": digits, "text": text}, sends=True)
         try:
-            return _sent_message(body, default_status="PENDING")
-        except (KeyError, TypeError, ValueError):
+            return _sent_message(body, status=body.get("status") or "PENDING")
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise TemporaryError(
                 f"unexpected sendText response: {str(body)[:200]}", kind="bad_response", maybe_sent=True
             ) from None
@@ -150,6 +157,12 @@ class EvolutionClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> EvolutionClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _first_match(self, instance: str, where: dict, *, text: str | None) -> SentMessage | None:
         for page in range(1, _FIND_MAX_PAGES + 1):
             body = self._call(
@@ -160,17 +173,18 @@ class EvolutionClient:
             )
             try:
                 found = body["messages"]
-                records, pages = found["records"], found.get("pages") or 0
-            except (KeyError, TypeError):
+                records, pages = list(found["records"]), int(found.get("pages") or 0)
+            except (AttributeError, KeyError, TypeError, ValueError):
                 raise TemporaryError(
                     f"unexpected findMessages response: {str(body)[:200]}", kind="bad_response"
                 ) from None
             for record in records:  # newest first
-                if text is None or _text_of(record) == text:
-                    try:
-                        return _sent_message({**record, "status": _furthest_status(record)}, default_status="PENDING")
-                    except (KeyError, TypeError, ValueError):
-                        continue  # a record we cannot read is not proof of anything
+                if not isinstance(record, dict) or (text is not None and _text_of(record) != text):
+                    continue
+                try:
+                    return _sent_message(record, status=_furthest_status(record))
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    continue  # a record we cannot read is not proof of anything
             if page >= pages:
                 return None
         log.warning("findMessages on %s still had records after %s pages; gave up looking", instance, _FIND_MAX_PAGES)
@@ -212,7 +226,9 @@ def _transport_error(error: httpx.TransportError, *, sends: bool) -> EvolutionEr
     # From here on the request was (at least partly) written: Evolution may have acted on it.
     if isinstance(error, httpx.TimeoutException):
         return TemporaryError(f"Evolution API did not answer in time ({name})", kind="timeout", maybe_sent=sends)
-    return TemporaryError(f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends)
+    return TemporaryError(
+        f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends
+    )
 
 
 def _status_error(response: httpx.Response, *, sends: bool) -> EvolutionError:
@@ -257,7 +273,7 @@ def _describe(message: Any) -> str:
     return str(message)
 
 
-def _sent_message(body: dict, *, default_status: str) -> SentMessage:
+def _sent_message(body: dict, *, status: str) -> SentMessage:
     key = body["key"]
     message_id, remote_jid = key["id"], key["remoteJid"]
     if not isinstance(message_id, str) or not message_id or not isinstance(remote_jid, str):
@@ -265,16 +281,19 @@ def _sent_message(body: dict, *, default_status: str) -> SentMessage:
     return SentMessage(
         message_id=message_id,
         remote_jid=remote_jid,
-        status=body.get("status") or default_status,
+        status=status,
         timestamp=_unix_seconds(body.get("messageTimestamp")),
     )
 
 
 def _text_of(record: dict) -> str | None:
-    message = record.get("message") or {}
+    message = record.get("message")
+    if not isinstance(message, dict):
+        return None
     if "conversation" in message:
         return message["conversation"]
-    return (message.get("extendedTextMessage") or {}).get("text")  # older servers kept this shape
+    extended = message.get("extendedTextMessage")  # older servers kept this shape
+    return extended.get("text") if isinstance(extended, dict) else None
 
 
 def _furthest_status(record: dict) -> str:
@@ -329,8 +348,6 @@ def get_client() -> EvolutionClient:
     Keyed by the settings and the process id: a Celery prefork child never reuses its parent's sockets, and a
     test that overrides EVOLUTION_API_URL gets a client for that URL.
     """
-    from django.conf import settings
-
     key = (
         os.getpid(),
         settings.EVOLUTION_API_URL,
