@@ -219,11 +219,12 @@ LOGGING = {
 
 
 # --- Deployment: security, logging, metrics (see "Production deployment" in the README) ---------------------
+# An empty value means "the default" here, because docker-compose.yml passes every variable, set or not.
 # With DJANGO_DEBUG=false and these set as .env.example shows, `manage.py check --deploy` reports no issues.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 # Container healthchecks and Prometheus call these over plain HTTP from inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 # Cookies follow the redirect unless told otherwise: a site served over HTTPS only has no use for HTTP cookies.
@@ -237,19 +238,19 @@ SILENCED_SYSTEM_CHECKS = env_list("DJANGO_SILENCED_SYSTEM_CHECKS")
 ALLOWED_HOSTS += [host for host in ("localhost", "127.0.0.1") if host not in ALLOWED_HOSTS]
 
 # "json" in production: one JSON object per line with message/attempt/task/instance as fields (config/logging.py).
-LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "plain").strip().lower()
 if LOG_FORMAT == "json":
     LOGGING["formatters"]["json"] = {"()": "config.logging.JsonFormatter"}
     LOGGING["handlers"]["console"]["formatter"] = "json"
     # Celery would otherwise replace the root handler with its own text format in the worker and beat.
     CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # gunicorn (config/gunicorn.py): processes per web container; each serves requests one at a time.
-WEB_CONCURRENCY = int(os.environ.get("WEB_CONCURRENCY", "0")) or min(2 * (os.cpu_count() or 1) + 1, 9)
-WEB_TIMEOUT_SECONDS = int(os.environ.get("WEB_TIMEOUT_SECONDS", "30"))
+WEB_CONCURRENCY = int(os.environ.get("WEB_CONCURRENCY") or 0) or min(2 * (os.cpu_count() or 1) + 1, 9)
+WEB_TIMEOUT_SECONDS = int(os.environ.get("WEB_TIMEOUT_SECONDS") or 30)
 
 # /metrics: with METRICS_TOKEN set, scrapers send "Authorization: Bearer <token>"; unset, only loopback
 # requests that did not come through a proxy are answered.
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or ""
 # Counters live in Redis so every web and worker process on every host adds to the same numbers.
 METRICS_REDIS_URL = os.environ.get("METRICS_REDIS_URL") or REDIS_URL
-METRICS_KEY_PREFIX = os.environ.get("METRICS_KEY_PREFIX", "console:metrics")
+METRICS_KEY_PREFIX = os.environ.get("METRICS_KEY_PREFIX") or "console:metrics"
