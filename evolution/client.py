@@ -136,20 +136,22 @@ class EvolutionClient:
         since: datetime,
         until: datetime,
         message_id: str | None = None,
+        exclude_ids: frozenset[str] | set[str] = frozenset(),
     ) -> SentMessage | None:
         """Look for a message we sent, to learn whether an ambiguous attempt reached WhatsApp.
 
         With `message_id` the lookup is by key.id alone. Otherwise it lists our own messages to the number's
-        JIDs between `since` and `until` and returns the newest one whose text is exactly `text`.
+        JIDs between `since` and `until` and returns the newest one whose text is exactly `text` and whose id
+        is not in `exclude_ids` (the ids of other messages of ours with the same text, which are not this one).
         messageTimestamp is set by the Evolution host's clock at one-second resolution, so pad the window.
         """
         if message_id:
             where: dict[str, Any] = {"key": {"id": message_id}}
-            return self._first_match(instance, where, text=None)
+            return self._first_match(instance, where, text=None, exclude_ids=frozenset())
         window = {"gte": _iso(since), "lte": _iso(until)}  # Evolution ignores the filter unless both are given
         for jid in _jids_for(number):
             where = {"key": {"remoteJid": jid, "fromMe": True}, "messageTimestamp": window}
-            found = self._first_match(instance, where, text=text)
+            found = self._first_match(instance, where, text=text, exclude_ids=exclude_ids)
             if found:
                 return found
         return None
@@ -163,7 +165,7 @@ class EvolutionClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _first_match(self, instance: str, where: dict, *, text: str | None) -> SentMessage | None:
+    def _first_match(self, instance: str, where: dict, *, text: str | None, exclude_ids) -> SentMessage | None:
         for page in range(1, _FIND_MAX_PAGES + 1):
             body = self._call(
                 "POST",
@@ -182,9 +184,11 @@ class EvolutionClient:
                 if not isinstance(record, dict) or (text is not None and _text_of(record) != text):
                     continue
                 try:
-                    return _sent_message(record, status=_furthest_status(record))
+                    found = _sent_message(record, status=_furthest_status(record))
                 except (AttributeError, KeyError, TypeError, ValueError):
                     continue  # a record we cannot read is not proof of anything
+                if found.message_id not in exclude_ids:
+                    return found
             if page >= pages:
                 return None
         log.warning("findMessages on %s still had records after %s pages; gave up looking", instance, _FIND_MAX_PAGES)

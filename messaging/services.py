@@ -23,6 +23,7 @@ from messaging.phones import normalize_phone
 log = logging.getLogger("messaging")
 
 SEND_TASK_NAME = "send_transactional_message"
+IDEMPOTENCY_KEY_MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -78,6 +79,11 @@ def accept_message(
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
     nothing is created. A scheduled message waits in the database until beat dispatches it.
     """
+    idempotency_key = (idempotency_key or "").strip() or None
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationError(
+            {"idempotency_key": [f"Ensure this key has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+        )
     if idempotency_key:
         existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -89,7 +95,7 @@ def accept_message(
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         # The task id is chosen now so the answer can carry it without a second write after publishing.
         task_id="" if scheduled else str(uuid.uuid4()),
-        idempotency_key=idempotency_key or None,
+        idempotency_key=idempotency_key,
         created_by=created_by,
         resend_of=resend_of,
     )
@@ -158,19 +164,32 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
     try:
         found = None
         if must_reconcile:
-            found = client.find_sent_message(
-                instance=message.instance,
-                number=message.phone,
-                text=message.text,
-                since=message.created_at - timedelta(minutes=5),
-                until=timezone.now() + timedelta(minutes=5),
-                message_id=message.evolution_message_id or None,
-            )
+            found = _find_already_sent(client, message)
             checked = True
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
         return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
     return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+# Evolution stamps messages with its own clock; allow for skew between its host and ours.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
+    """Did one of this message's earlier attempts reach WhatsApp? Look from its first attempt on, and never
+    take another message of ours with the same text to the same number for this one."""
+    first_try = SendAttempt.objects.filter(message=message).order_by("number").values_list("started_at", flat=True)[0]
+    since = first_try - CLOCK_SKEW
+    others = OutboundMessage.objects.filter(phone=message.phone, sent_at__gte=since).exclude(pk=message.pk)
+    return client.find_sent_message(
+        instance=message.instance,
+        number=message.phone,
+        text=message.text,
+        since=since,
+        until=timezone.now() + CLOCK_SKEW,
+        exclude_ids=set(others.exclude(evolution_message_id="").values_list("evolution_message_id", flat=True)),
+    )
 
 
 def _previous_attempt_maybe_sent(message: OutboundMessage, number: int) -> bool:

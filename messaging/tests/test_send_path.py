@@ -217,3 +217,23 @@ def test_a_message_accepted_while_the_broker_is_down_is_sent_once_it_is_back(cel
 def _url_of_test_database() -> str:
     db = connection.settings_dict
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_one(celery_worker, evolution_sandbox):
+    # An earlier message, same text, same number, really sent.
+    earlier, _ = services.accept_message(phone="+5511912345678", text="Your order shipped")
+    assert final(earlier.pk).status == MessageStatus.SENT
+    # This one's worker died after claiming it but before sending anything.
+    crashed = OutboundMessage.objects.create(
+        phone="+5511912345678", text="Your order shipped", instance=earlier.instance, task_id="t-crash-2",
+        status=MessageStatus.SENDING, attempt_count=1,
+    )
+    SendAttempt.objects.create(message=crashed, number=1)
+    OutboundMessage.objects.filter(pk=crashed.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert services.requeue_stuck_messages()["interrupted"] == 1
+    recovered = final(crashed.pk)
+    assert recovered.status == MessageStatus.SENT
+    assert recovered.attempts.get(number=2).reconciled is False  # it was really sent, not taken for the other
+    assert recovered.evolution_message_id != OutboundMessage.objects.get(pk=earlier.pk).evolution_message_id
+    assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 2
