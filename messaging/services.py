@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from config.celery import TRANSACTIONAL_QUEUE
 from evolution.client import EvolutionError, SentMessage, get_client
+from messaging import metrics
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from messaging.phones import normalize_phone
 
@@ -112,6 +113,7 @@ def accept_message(
         "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s",
         message.pk, message.phone, message.instance, message.status, message.scheduled_at,
     )
+    metrics.message_accepted(instance=message.instance)
     return message, True
 
 
@@ -215,6 +217,12 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
         message.pk, attempt.number, attempt.task_id, message.instance, sent.message_id,
         " (found already sent; not sent again)" if reconciled else "",
     )
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.SENT,
+        seconds=(now - attempt.started_at).total_seconds(),
+        final_status=MessageStatus.SENT if owned else None,
+    )
     return SendOutcome(message_id=message.pk, status=MessageStatus.SENT, attempt=attempt.number)
 
 
@@ -237,6 +245,13 @@ def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: b
             )
         else:
             OutboundMessage.objects.mark_failed(message.pk, error_kind=error.kind, error=error.detail)
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.TEMPORARY_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR,
+        seconds=(now - attempt.started_at).total_seconds(),
+        final_status=None if retry else MessageStatus.FAILED,
+        reason=error.kind,
+    )
     log_args = (message.pk, attempt.number, attempt.task_id, message.instance, error.kind, error.status_code, error.detail)
     if retry:
         log.warning("message=%s attempt=%s task=%s instance=%s failed kind=%s http=%s: %s; retrying in %ss", *log_args, delay)
@@ -332,6 +347,13 @@ def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
             error_text="The worker stopped during the send.",
             maybe_sent=True,
         )
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.INTERRUPTED,
+        seconds=None,
+        final_status=MessageStatus.FAILED if give_up else None,
+        reason="interrupted",
+    )
     if give_up:
         log.error("message=%s attempt=%s interrupted on its last attempt; failed", message.pk, message.attempt_count)
         return "failed"
