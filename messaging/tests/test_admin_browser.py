@@ -56,8 +56,8 @@ def screenshot(driver, name: str) -> Path:
     folder = Path(os.environ.get("ADMIN_SCREENSHOTS_DIR") or Path(settings.BASE_DIR) / "var" / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script(
-        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight,"
-        " document.getElementById('container').scrollHeight)"
+        "return Math.max(document.documentElement.scrollHeight,"
+        " document.getElementById('content').getBoundingClientRect().bottom + window.scrollY + 40)"
     )
     driver.set_window_size(1400, min(max(height, 700), 2200))  # the whole page, within reason
     path = folder / f"{name}.png"
