@@ -1,9 +1,9 @@
-"""The Celery app: queues, routes and the beat schedule. Broker-agnostic: Redis, RabbitMQ or the filesystem."""
+"""The Celery app and its queues; the beat schedule is in settings. Broker-agnostic: Redis, RabbitMQ or the filesystem."""
 import os
 
 from celery import Celery
 from celery.signals import task_prerun
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -13,7 +13,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 TRANSACTIONAL_QUEUE = "transactional_messages"
 MAINTENANCE_QUEUE = "maintenance"
 
-app.conf.task_queues = (Queue(TRANSACTIONAL_QUEUE), Queue(MAINTENANCE_QUEUE))
+# Each queue has its own direct exchange, so a message routed to one queue is never copied into the other.
+app.conf.task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE))
+app.conf.task_default_exchange = MAINTENANCE_QUEUE
+app.conf.task_default_routing_key = MAINTENANCE_QUEUE
 app.conf.task_default_queue = MAINTENANCE_QUEUE
 app.conf.task_routes = {"send_transactional_message": {"queue": TRANSACTIONAL_QUEUE}}
 

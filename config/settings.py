@@ -27,7 +27,8 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 # --- Django core ---------------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-dev-key-change-me-in-production-0123456789abcdef")
+# The "django-insecure-" prefix makes `check --deploy` (and so the compose migrate step) refuse the dev key.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-dev-key-change-me-in-production-0123456789abcdef")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -55,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the admin are shown and read in each operator's own time zone (browser's, via a cookie).
+    "messaging.timezones.OperatorTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -217,6 +220,44 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # httpx logs every request at INFO; the send path already logs one line per attempt with its ids.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
+    # httpx logs every request at INFO; our own lines already record each attempt with its ids.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+
+# --- Deployment: security, logging, metrics (see "Production deployment" in the README) ---------------------
+# An empty value means "the default" here, because docker-compose.yml passes every variable, set or not.
+# With DJANGO_DEBUG=false and these set as .env.example shows, `manage.py check --deploy` reports no issues.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# Container healthchecks and Prometheus call these over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Cookies follow the redirect unless told otherwise: a site served over HTTPS only has no use for HTTP cookies.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# "HTTP_X_FORWARDED_PROTO,https" when a TLS-terminating proxy sets that header (and strips it from clients).
+_proxy_ssl_header = env_list("DJANGO_SECURE_PROXY_SSL_HEADER")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if len(_proxy_ssl_header) == 2 else None
+SILENCED_SYSTEM_CHECKS = env_list("DJANGO_SILENCED_SYSTEM_CHECKS")
+# The container's own healthcheck and an on-host scrape call by loopback address whatever the public host is.
+ALLOWED_HOSTS += [host for host in ("localhost", "127.0.0.1") if host not in ALLOWED_HOSTS]
+
+# "json" in production: one JSON object per line with message/attempt/task/instance as fields (config/logging.py).
+LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "plain").strip().lower()
+if LOG_FORMAT == "json":
+    LOGGING["formatters"]["json"] = {"()": "config.logging.JsonFormatter"}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+    # Celery would otherwise replace the root handler with its own text format in the worker and beat.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# gunicorn (config/gunicorn.py): processes per web container; each serves requests one at a time.
+WEB_CONCURRENCY = int(os.environ.get("WEB_CONCURRENCY") or 0) or min(2 * (os.cpu_count() or 1) + 1, 9)
+WEB_TIMEOUT_SECONDS = int(os.environ.get("WEB_TIMEOUT_SECONDS") or 30)
+
+# /metrics: with METRICS_TOKEN set, scrapers send "Authorization: Bearer <token>"; unset, only loopback
+# requests that did not come through a proxy are answered.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or ""
+# Counters live in Redis so every web and worker process on every host adds to the same numbers.
+METRICS_REDIS_URL = os.environ.get("METRICS_REDIS_URL") or REDIS_URL
+METRICS_KEY_PREFIX = os.environ.get("METRICS_KEY_PREFIX") or "console:metrics"

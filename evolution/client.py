@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from evolution.jids import create_jid
 
@@ -39,6 +40,9 @@ class SentMessage:
 
 
 class EvolutionError(Exception):
+    """A call that did not succeed. `detail` is for people, `kind` for code, `status_code` is None when no
+    HTTP response came back."""
+
     retryable: bool = False
     maybe_sent: bool = False
 
@@ -98,6 +102,9 @@ class EvolutionClient:
             headers={"apikey": api_key},
             # Connecting fails fast (nothing was sent); reading waits for WhatsApp, which can be slow.
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # Evolution (Node) closes idle keep-alive sockets after 5 s. Dropping ours sooner keeps a send from
+            # being written to a socket the server is closing, which would look like a maybe-sent reset.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0),
             transport=transport,
         )
 
@@ -129,20 +136,22 @@ class EvolutionClient:
         since: datetime,
         until: datetime,
         message_id: str | None = None,
+        exclude_ids: frozenset[str] | set[str] = frozenset(),
     ) -> SentMessage | None:
         """Look for a message we sent, to learn whether an ambiguous attempt reached WhatsApp.
 
         With `message_id` the lookup is by key.id alone. Otherwise it lists our own messages to the number's
-        JIDs between `since` and `until` and returns the newest one whose text is exactly `text`.
+        JIDs between `since` and `until` and returns the newest one whose text is exactly `text` and whose id
+        is not in `exclude_ids` (the ids of other messages of ours with the same text, which are not this one).
         messageTimestamp is set by the Evolution host's clock at one-second resolution, so pad the window.
         """
         if message_id:
             where: dict[str, Any] = {"key": {"id": message_id}}
-            return self._first_match(instance, where, text=None)
+            return self._first_match(instance, where, text=None, exclude_ids=frozenset())
         window = {"gte": _iso(since), "lte": _iso(until)}  # Evolution ignores the filter unless both are given
         for jid in _jids_for(number):
             where = {"key": {"remoteJid": jid, "fromMe": True}, "messageTimestamp": window}
-            found = self._first_match(instance, where, text=text)
+            found = self._first_match(instance, where, text=text, exclude_ids=exclude_ids)
             if found:
                 return found
         return None
@@ -150,7 +159,13 @@ class EvolutionClient:
     def close(self) -> None:
         self._http.close()
 
-    def _first_match(self, instance: str, where: dict, *, text: str | None) -> SentMessage | None:
+    def __enter__(self) -> EvolutionClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _first_match(self, instance: str, where: dict, *, text: str | None, exclude_ids) -> SentMessage | None:
         for page in range(1, _FIND_MAX_PAGES + 1):
             body = self._call(
                 "POST",
@@ -169,9 +184,11 @@ class EvolutionClient:
                 if not isinstance(record, dict) or (text is not None and _text_of(record) != text):
                     continue
                 try:
-                    return _sent_message(record, status=_furthest_status(record))
+                    found = _sent_message(record, status=_furthest_status(record))
                 except (AttributeError, KeyError, TypeError, ValueError):
                     continue  # a record we cannot read is not proof of anything
+                if found.message_id not in exclude_ids:
+                    return found
             if page >= pages:
                 return None
         log.warning("findMessages on %s still had records after %s pages; gave up looking", instance, _FIND_MAX_PAGES)
@@ -213,7 +230,9 @@ def _transport_error(error: httpx.TransportError, *, sends: bool) -> EvolutionEr
     # From here on the request was (at least partly) written: Evolution may have acted on it.
     if isinstance(error, httpx.TimeoutException):
         return TemporaryError(f"Evolution API did not answer in time ({name})", kind="timeout", maybe_sent=sends)
-    return TemporaryError(f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends)
+    return TemporaryError(
+        f"connection to Evolution API broke ({name}: {text})", kind="connection_error", maybe_sent=sends
+    )
 
 
 def _status_error(response: httpx.Response, *, sends: bool) -> EvolutionError:
@@ -333,8 +352,6 @@ def get_client() -> EvolutionClient:
     Keyed by the settings and the process id: a Celery prefork child never reuses its parent's sockets, and a
     test that overrides EVOLUTION_API_URL gets a client for that URL.
     """
-    from django.conf import settings
-
     key = (
         os.getpid(),
         settings.EVOLUTION_API_URL,

@@ -159,6 +159,15 @@ class OutboundMessage(models.Model):
             models.Index(fields=["status", "scheduled_at"], name="msg_status_scheduled"),
             models.Index(fields=["status", "updated_at"], name="msg_status_updated"),
             models.Index(fields=["evolution_message_id"], name="msg_evolution_id"),
+            # The admin's instance filter; the dashboard's hourly chart and failure reasons (index-only scans).
+            models.Index(fields=["instance", "created_at"], name="msg_instance_created"),
+            models.Index(fields=["status", "finished_at", "last_error_kind"], name="msg_status_finished"),
+        ]
+        # Operator actions are permissions, so roles (groups) grant them; see messaging/roles.py.
+        permissions = [
+            ("resend_outboundmessage", "Can resend a sent or failed message"),
+            ("cancel_outboundmessage", "Can cancel a message not yet sending"),
+            ("send_now_outboundmessage", "Can send a scheduled message now"),
         ]
 
     def __str__(self):

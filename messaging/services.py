@@ -19,12 +19,14 @@ from django.utils import timezone
 
 from config.celery import TRANSACTIONAL_QUEUE
 from evolution.client import EvolutionError, SentMessage, get_client
+from messaging import metrics
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from messaging.phones import normalize_phone
 
 log = logging.getLogger("messaging")
 
 SEND_TASK_NAME = "send_transactional_message"
+IDEMPOTENCY_KEY_MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -80,6 +82,11 @@ def accept_message(
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
     nothing is created. A scheduled message waits in the database until beat dispatches it.
     """
+    idempotency_key = (idempotency_key or "").strip() or None
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationError(
+            {"idempotency_key": [f"Ensure this key has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+        )
     if idempotency_key:
         existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -91,7 +98,7 @@ def accept_message(
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         # The task id is chosen now so the answer can carry it without a second write after publishing.
         task_id="" if scheduled else str(uuid.uuid4()),
-        idempotency_key=idempotency_key or None,
+        idempotency_key=idempotency_key,
         created_by=created_by,
         resend_of=resend_of,
     )
@@ -109,6 +116,7 @@ def accept_message(
         "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s",
         message.pk, message.phone, message.instance, message.status, message.scheduled_at,
     )
+    metrics.message_accepted(instance=message.instance)
     return message, True
 
 
@@ -269,19 +277,32 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
     try:
         found = None
         if must_reconcile:
-            found = client.find_sent_message(
-                instance=message.instance,
-                number=message.phone,
-                text=message.text,
-                since=message.created_at - timedelta(minutes=5),
-                until=timezone.now() + timedelta(minutes=5),
-                message_id=message.evolution_message_id or None,
-            )
+            found = _find_already_sent(client, message)
             checked = True
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
         return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
     return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+# Evolution stamps messages with its own clock; allow for skew between its host and ours.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
+    """Did one of this message's earlier attempts reach WhatsApp? Look from its first attempt on, and never
+    take another message of ours with the same text to the same number for this one."""
+    first_try = SendAttempt.objects.filter(message=message).order_by("number").values_list("started_at", flat=True)[0]
+    since = first_try - CLOCK_SKEW
+    others = OutboundMessage.objects.filter(phone=message.phone, sent_at__gte=since).exclude(pk=message.pk)
+    return client.find_sent_message(
+        instance=message.instance,
+        number=message.phone,
+        text=message.text,
+        since=since,
+        until=timezone.now() + CLOCK_SKEW,
+        exclude_ids=set(others.exclude(evolution_message_id="").values_list("evolution_message_id", flat=True)),
+    )
 
 
 def _previous_attempt_maybe_sent(message: OutboundMessage, number: int) -> bool:
@@ -309,6 +330,12 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
         message.pk, attempt.number, attempt.task_id, message.instance, sent.message_id,
         " (found already sent; not sent again)" if reconciled else "",
     )
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.SENT,
+        seconds=(now - attempt.started_at).total_seconds(),
+        final_status=MessageStatus.SENT if owned else None,
+    )
     return SendOutcome(message_id=message.pk, status=MessageStatus.SENT, attempt=attempt.number)
 
 
@@ -331,6 +358,13 @@ def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: b
             )
         else:
             OutboundMessage.objects.mark_failed(message.pk, error_kind=error.kind, error=error.detail)
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.TEMPORARY_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR,
+        seconds=(now - attempt.started_at).total_seconds(),
+        final_status=None if retry else MessageStatus.FAILED,
+        reason=error.kind,
+    )
     log_args = (message.pk, attempt.number, attempt.task_id, message.instance, error.kind, error.status_code, error.detail)
     if retry:
         log.warning("message=%s attempt=%s task=%s instance=%s failed kind=%s http=%s: %s; retrying in %ss", *log_args, delay)
@@ -426,9 +460,128 @@ def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
             error_text="The worker stopped during the send.",
             maybe_sent=True,
         )
+    metrics.attempt_finished(
+        instance=message.instance,
+        outcome=AttemptOutcome.INTERRUPTED,
+        seconds=None,
+        final_status=MessageStatus.FAILED if give_up else None,
+        reason="interrupted",
+    )
     if give_up:
         log.error("message=%s attempt=%s interrupted on its last attempt; failed", message.pk, message.attempt_count)
         return "failed"
     enqueue_send(message)
     log.warning("message=%s attempt=%s interrupted; re-queued to check and resend", message.pk, message.attempt_count)
     return "interrupted"
+
+
+# --- operator actions: resend, retry failed, and batches for the admin -------------------------------------------
+
+RESENDABLE_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED)
+
+
+def resend_key(original_id: int) -> str:
+    """The idempotency key of the resend of a message. One per original: a double-clicked or repeated resend
+    finds the first copy instead of making a second one. To send it yet again, resend the resend."""
+    return f"console:resend-of:{original_id}"
+
+
+@dataclass(frozen=True)
+class ResendOutcome:
+    original_id: int
+    resend: OutboundMessage | None  # the new (or earlier) copy, None when refused
+    created: bool
+    reason: str = ""  # why nothing new was made
+
+
+def resend_message(*, message_id: int, created_by=None) -> ResendOutcome:
+    """Send the text of a sent or failed message again, as a new message linked to it (``resend_of``).
+
+    The original keeps its history. A message is resent at most once (see ``resend_key``); asking again returns
+    the existing copy with ``created=False``.
+    """
+    original = OutboundMessage.objects.filter(pk=message_id).first()
+    if original is None:
+        return ResendOutcome(message_id, None, False, "no such message")
+    if original.status not in RESENDABLE_STATUSES:
+        return ResendOutcome(message_id, None, False, f"{original.get_status_display().lower()}, not sent or failed")
+    try:
+        resend, created = accept_message(
+            phone=original.phone,
+            text=original.text,
+            instance=original.instance,
+            idempotency_key=resend_key(original.pk),
+            created_by=created_by,
+            resend_of=original,
+        )
+    except ValidationError as error:  # e.g. its instance is no longer configured
+        return ResendOutcome(message_id, None, False, "; ".join(error.messages))
+    if not created:
+        log.info("message=%s resend refused: already resent as message=%s", original.pk, resend.pk)
+        return ResendOutcome(message_id, resend, False, "already resent")
+    log.info("message=%s resent as message=%s by user=%s", original.pk, resend.pk, getattr(created_by, "pk", None))
+    return ResendOutcome(message_id, resend, True)
+
+
+@dataclass
+class ActionReport:
+    """What a batch action did: ids it acted on, new messages it made, and ids it skipped, by reason."""
+
+    done: list[int]
+    created: list[int]
+    skipped: dict[str, list[int]]
+
+    @classmethod
+    def empty(cls) -> "ActionReport":
+        return cls(done=[], created=[], skipped={})
+
+    def skip(self, reason: str, message_id: int) -> None:
+        self.skipped.setdefault(reason, []).append(message_id)
+
+
+def resend_messages(*, message_ids, created_by=None, only_failed: bool = False) -> ActionReport:
+    """Resend each message (see ``resend_message``). With ``only_failed`` ("retry failed") sent messages are
+    skipped, so an operator can select a whole time window and retry only what did not go out."""
+    report = ActionReport.empty()
+    statuses = dict(OutboundMessage.objects.filter(pk__in=list(message_ids)).values_list("pk", "status"))
+    for message_id in message_ids:
+        if only_failed and statuses.get(message_id) != MessageStatus.FAILED:
+            report.skip(_status_reason(statuses.get(message_id)), message_id)
+            continue
+        outcome = resend_message(message_id=message_id, created_by=created_by)
+        if outcome.created:
+            report.done.append(message_id)
+            report.created.append(outcome.resend.pk)
+        else:
+            report.skip(outcome.reason, message_id)
+    return report
+
+
+def retry_failed(*, message_ids, created_by=None) -> ActionReport:
+    """Resend the failed messages among ``message_ids``; the others are skipped with their status."""
+    return resend_messages(message_ids=message_ids, created_by=created_by, only_failed=True)
+
+
+def cancel_messages(*, message_ids) -> ActionReport:
+    """Cancel each message that is not sending yet (``cancel_message``); report the rest with their status."""
+    return _each(message_ids, lambda pk: cancel_message(message_id=pk))
+
+
+def send_messages_now(*, message_ids) -> ActionReport:
+    """Release each scheduled message now (``send_now``); report the rest with their status."""
+    return _each(message_ids, lambda pk: send_now(message_id=pk))
+
+
+def _each(message_ids, act) -> ActionReport:
+    report = ActionReport.empty()
+    refused = []
+    for message_id in message_ids:
+        (report.done if act(message_id) else refused).append(message_id)
+    # Read the statuses after the attempt: the refusal reason is whatever state won the race.
+    for message_id, status in OutboundMessage.objects.filter(pk__in=refused).values_list("pk", "status"):
+        report.skip(_status_reason(status), message_id)
+    return report
+
+
+def _status_reason(status: str | None) -> str:
+    return f"already {status}" if status else "no such message"

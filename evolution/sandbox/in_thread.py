@@ -84,6 +84,8 @@ def run_in_thread(
             loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start())
         except BaseException as error:  # reported to the starting thread below
             failure.append(error)
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
             started.set()
             return
         started.set()
@@ -100,4 +102,5 @@ def run_in_thread(
     if failure:
         raise RuntimeError(f"the Evolution sandbox failed to start: {failure[0]!r}") from failure[0]
     host, bound_port = runner.addresses[0][:2]
-    return RunningSandbox(url=f"http://{host}:{bound_port}", api_key=api_key, instances=instances, loop=loop, thread=thread)
+    url = f"http://{host}:{bound_port}"
+    return RunningSandbox(url=url, api_key=api_key, instances=instances, loop=loop, thread=thread)

@@ -8,13 +8,16 @@ Evolution routes (header `apikey`: the global key, or an instance's token on tha
     POST /message/sendText/{instance}     {"number": "5511999999999", "text": "hi", "delay": 0}
     GET  /instance/connectionState/{instance}
     GET  /instance/fetchInstances[?instanceName=]
-    POST /chat/findMessages/{instance}    {"where": {"key": {...}, "messageTimestamp": {"gte", "lte"}}, "page", "offset"}
+    POST /chat/findMessages/{instance}    {"where": {"key": {id, remoteJid, fromMe}, "messageTimestamp": {gte, lte}},
+                                           "page": 1, "offset": 50}
     POST /webhook/set/{instance}          {"webhook": {"enabled", "url", "headers", "byEvents", "events"}}
     GET  /webhook/find/{instance}
 Checks run in Evolution's order: unknown instance 404 (even without a key), then 401, then body validation 400.
 Anything else is 404 {"message": ["Cannot POST /x"]}.
 
-Scripted failures, chosen by the LAST 4 DIGITS of the number sent:
+A send's key.remoteJid is Evolution's createJid of the number (evolution/jids.py): "+", "(", ")" and spaces go,
+"<digits>@s.whatsapp.net", with the MX/AR/BR mobile-digit rewrites. Every sendText first waits latency_ms (plus
+the body's "delay"), then the outcome is chosen by the LAST 4 DIGITS of the number as sent:
     ...0000  not on WhatsApp: 400 {"message": [{"jid": ..., "exists": false, "number": ...}]}
     ...0500  always 500 {"message": "Connection Closed"} (nothing is sent)
     ...0502  500 "Connection Closed" twice, then sent (counted per instance and number; reset clears it)
@@ -22,7 +25,7 @@ Scripted failures, chosen by the LAST 4 DIGITS of the number sent:
              findMessages finds nothing and a resend is safe
     ...0408  hangs: the message IS recorded as sent (findMessages finds it, webhooks fire), then the response
              waits hang_seconds; models "timed out, but WhatsApp sent it"
-    other    201 after latency_ms (plus the body's "delay")
+    other    201, key.id "3EB0" + 16 upper-case hex digits, status PENDING
 While an instance is not "open", every sendText answers 500 "Connection Closed".
 
 After a send, when a webhook with a url is set, the sandbox POSTs `send.message` (the 201 body) right away,
@@ -31,8 +34,8 @@ then `messages.update` SERVER_ACK and DELIVERY_ACK about 50 ms apart; findMessag
 blocks a send. `headers.jwt_key` is not turned into a JWT.
 
 Sandbox-only control endpoints (no apikey):
-    POST /_sandbox/reset                    forget messages and 0502 counters; instances back to "open",
-                                            latency back to its start value (webhooks are kept)
+    POST /_sandbox/reset                    forget messages and 0502 counters and drop pending acks; instances
+                                            back to "open", latency back to its start value (webhooks are kept)
     GET  /_sandbox/messages[?instance=]     everything sent, oldest first:
                                             [{instance, number, text, key, timestamp, status}]
     POST /_sandbox/instances/{name}/state   {"state": "open|close|connecting"} (emits connection.update)
@@ -260,7 +263,7 @@ class Sandbox:
             async with self._http.post(url, json=envelope, headers=hook["send_headers"]) as response:
                 await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            self.log(f"webhook {event} for {instance.name} to {url} failed: {error!r}")
+            self.log(f"webhook {event} for {instance.name} to {url} failed: {type(error).__name__}: {error}")
             return None
         if response.status >= 300:
             self.log(f"webhook {event} for {instance.name} to {url} answered {response.status}")
@@ -358,6 +361,8 @@ class Sandbox:
     # --- /_sandbox control endpoints -------------------------------------------------------------------------
 
     async def reset(self, request: web.Request) -> web.Response:
+        for task in list(self._background):
+            task.cancel()  # no late acks for forgotten messages reach the next test's receiver
         for instance in self.instances.values():
             instance.messages.clear()
             instance.by_key_id.clear()
@@ -395,7 +400,8 @@ class Sandbox:
             return json_response({"error": f"state must be one of {', '.join(INSTANCE_STATES)}"}, status=400)
         instance.state = state
         reason = {"open": 200, "close": 428, "connecting": 200}[state]
-        self.spawn(self.emit(instance, "connection.update", {"instance": instance.name, "state": state, "statusReason": reason}))
+        update = {"instance": instance.name, "state": state, "statusReason": reason}
+        self.spawn(self.emit(instance, "connection.update", update))
         return json_response({"instance": instance.name, "state": state})
 
     async def set_latency(self, request: web.Request) -> web.Response:
@@ -408,7 +414,7 @@ class Sandbox:
 
     async def inbound(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("number"), str) or not isinstance(body.get("text"), str):
+        if not (isinstance(body, dict) and isinstance(body.get("number"), str) and isinstance(body.get("text"), str)):
             return json_response({"error": 'send {"instance", "number", "text", "push_name"}'}, status=400)
         instance = self.instances.get(body.get("instance") or next(iter(self.instances)))
         if instance is None:

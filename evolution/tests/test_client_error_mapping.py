@@ -95,7 +95,8 @@ def test_it_returns_the_whatsapp_id_jid_status_and_timestamp_of_a_201(client, ev
 
 
 def test_a_number_not_on_whatsapp_is_permanent_and_named_in_the_detail(client, evolution):
-    body = envelope(400, "Bad Request", [{"jid": "5511999999999@s.whatsapp.net", "exists": False, "number": "5511999999999"}])
+    lookup = {"jid": "5511999999999@s.whatsapp.net", "exists": False, "number": "5511999999999"}
+    body = envelope(400, "Bad Request", [lookup])
 
     error = send_error(client, evolution, status_code=400, json=body)
 

@@ -10,7 +10,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 # Services speak the domain's words; the API's fields are named after the JSON clients send.
-SERVICE_TO_API_FIELDS = {"text": "message", "instance": "instance_name"}
+SERVICE_TO_API_FIELDS = {"text": "message", "instance": "instance_name", "idempotency_key": "Idempotency-Key"}
 
 
 def exception_handler(exc, context):

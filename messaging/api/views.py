@@ -3,6 +3,7 @@ import logging
 
 from celery.result import AsyncResult
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -41,7 +42,10 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
-    @extend_schema(summary="Database, broker and Evolution instance health; 503 when any is down")
+    @extend_schema(
+        summary="Database, broker and Evolution instance health; 503 when any is down",
+        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         health = system_health()
         code = status.HTTP_200_OK if health["status"] == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
@@ -151,7 +155,7 @@ class MessageDetailView(APIView):
 
 
 class TaskView(APIView):
-    @extend_schema(summary="Celery state and result of a send task")
+    @extend_schema(summary="Celery state and result of a send task", responses=OpenApiTypes.OBJECT)
     def get(self, request, task_id: str):
         result = AsyncResult(task_id)
         value = result.result

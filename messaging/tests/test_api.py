@@ -88,6 +88,19 @@ def test_a_repeat_with_the_same_idempotency_key_returns_the_first_message_and_cr
     assert OutboundMessage.objects.count() == 1
 
 
+def test_an_overlong_idempotency_key_is_a_400_naming_the_header(api, sandbox_settings):
+    response = post(api, {"phone": "+5511987654321", "message": "hi"}, HTTP_IDEMPOTENCY_KEY="k" * 256)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_null_characters_are_a_400_not_a_database_error(api, sandbox_settings):
+    response = post(api, {"phone": "+5511987654321", "message": "hi\u0000there"})
+    assert response.status_code == 400
+    assert "message" in response.json()["error"]["fields"]
+
+
 def test_a_scheduled_message_waits_with_no_task(api, sandbox_settings, django_capture_on_commit_callbacks):
     when = timezone.now() + timedelta(hours=1)
     with django_capture_on_commit_callbacks() as callbacks:

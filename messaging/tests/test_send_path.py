@@ -1,5 +1,8 @@
 """The send path end to end: API -> PostgreSQL -> Redis -> a real Celery worker -> the Evolution sandbox."""
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -9,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from conftest import wait_for
+from conftest import ROOT, wait_for
 from messaging import services
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 
@@ -182,3 +185,55 @@ def test_a_send_interrupted_by_a_dead_worker_is_checked_before_it_is_sent_again(
     assert (first.outcome, first.maybe_sent) == (AttemptOutcome.INTERRUPTED, True)
     assert second.reconciled is True
     assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 1
+
+
+def test_a_message_accepted_while_the_broker_is_down_is_sent_once_it_is_back(celery_worker, settings):
+    # Accept in a separate process whose broker is unreachable, as a web process would during a Redis outage.
+    script = (
+        "import django; django.setup()\n"
+        "from messaging import services\n"
+        "message, _ = services.accept_message(phone='+5511987654321', text='broker down')\n"
+        "print(message.pk)\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _url_of_test_database(),
+        "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+        "EVOLUTION_INSTANCE_NAME": settings.EVOLUTION_INSTANCE_NAME,
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "enqueue failed" in done.stderr
+    message_id = int(done.stdout.strip().splitlines()[-1])
+    assert OutboundMessage.objects.get(pk=message_id).status == MessageStatus.QUEUED
+
+    OutboundMessage.objects.filter(pk=message_id).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert services.requeue_stuck_messages()["queued"] == 1  # beat's sweeper, once the broker is back
+    message = final(message_id)
+    assert (message.status, message.attempt_count) == (MessageStatus.SENT, 1)
+
+
+def _url_of_test_database() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_one(celery_worker, evolution_sandbox):
+    # An earlier message, same text, same number, really sent.
+    earlier, _ = services.accept_message(phone="+5511912345678", text="Your order shipped")
+    assert final(earlier.pk).status == MessageStatus.SENT
+    # This one's worker died after claiming it but before sending anything.
+    crashed = OutboundMessage.objects.create(
+        phone="+5511912345678", text="Your order shipped", instance=earlier.instance, task_id="t-crash-2",
+        status=MessageStatus.SENDING, attempt_count=1,
+    )
+    SendAttempt.objects.create(message=crashed, number=1)
+    OutboundMessage.objects.filter(pk=crashed.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert services.requeue_stuck_messages()["interrupted"] == 1
+    recovered = final(crashed.pk)
+    assert recovered.status == MessageStatus.SENT
+    assert recovered.attempts.get(number=2).reconciled is False  # it was really sent, not taken for the other
+    assert recovered.evolution_message_id != OutboundMessage.objects.get(pk=earlier.pk).evolution_message_id
+    assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 2

@@ -7,7 +7,7 @@ from evolution.sandbox.server import build_app
 
 
 class Command(BaseCommand):
-    help = "Serve an in-memory, Evolution-API-compatible sandbox with scripted failures (see evolution/sandbox/server.py)."
+    help = "Serve an in-memory Evolution-API-compatible sandbox with scripted failures (evolution/sandbox/server.py)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")

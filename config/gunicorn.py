@@ -1,0 +1,31 @@
+"""gunicorn's settings for the web container: `gunicorn config.wsgi --config python:config.gunicorn`.
+
+Values come from config.settings, the one module that reads the environment. Arguments on the command line
+(for example `--bind` in a test) override these.
+"""
+from config import settings
+
+bind = "0.0.0.0:8000"
+workers = settings.WEB_CONCURRENCY
+timeout = settings.WEB_TIMEOUT_SECONDS
+graceful_timeout = settings.WEB_TIMEOUT_SECONDS
+# Recycle workers now and then so a slow leak never grows into an outage; the jitter avoids all at once.
+max_requests = 2000
+max_requests_jitter = 200
+# Docker's overlay filesystem makes the default heartbeat directory slow; shared memory is not.
+worker_tmp_dir = "/dev/shm"
+accesslog = "-"
+errorlog = "-"
+loglevel = settings.LOG_LEVEL.lower()
+
+if settings.LOG_FORMAT == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": settings.LOG_LEVEL, "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }

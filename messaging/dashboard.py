@@ -1,0 +1,168 @@
+"""Reads for the sending dashboard: a handful of indexed queries, each cheap on millions of rows.
+
+- counts by status for the last hour/day/week: one pass over the last week through (status, created_at);
+- sent vs failed per hour for 24 hours: one GROUP BY through (status, finished_at);
+- top failure reasons of the day: one GROUP BY through (status, finished_at);
+- Evolution instance states: asked in parallel, bounded and cached for a few seconds;
+- broker queue depth: one passive queue_declare (Redis LLEN, or RabbitMQ's message count).
+"""
+import logging
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Max, Q
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE
+from messaging.health import instance_state
+from messaging.models import MessageStatus, OutboundMessage
+
+log = logging.getLogger("messaging.dashboard")
+
+WINDOWS = (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7)))
+WAITING_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING)
+INSTANCE_STATE_TIMEOUT_SECONDS = 2.0
+INSTANCE_STATE_CACHE_SECONDS = 15
+FAILURE_KINDS_CACHE_SECONDS = 300
+
+
+def status_counts(*, now: datetime) -> dict[str, dict[str, int]]:
+    """``{status: {"hour": n, "day": n, "week": n}}`` for messages created in each window, every status present."""
+    week_start = now - WINDOWS[-1][1]
+    rows = (
+        # Naming every status lets PostgreSQL read one range of (status, created_at) per status instead of the
+        # whole index.
+        OutboundMessage.objects.filter(status__in=MessageStatus.values, created_at__gte=week_start)
+        .order_by()
+        .values("status")
+        # Counting created_at, not id: the (status, created_at) index answers alone (an index-only scan).
+        .annotate(**{name: Count("created_at", filter=Q(created_at__gte=now - span)) for name, span in WINDOWS})
+    )
+    counts = {status: {name: 0 for name, _ in WINDOWS} for status in MessageStatus.values}
+    for row in rows:
+        counts[row["status"]] = {name: row[name] for name, _ in WINDOWS}
+    return counts
+
+
+def waiting_counts() -> dict[str, int]:
+    """How many messages are waiting or in flight right now, whatever their age."""
+    rows = OutboundMessage.objects.filter(status__in=WAITING_STATUSES).order_by().values("status").annotate(n=Count("*"))
+    counts = {status: 0 for status in WAITING_STATUSES}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+@dataclass(frozen=True)
+class HourBucket:
+    start: datetime  # in the current (operator's) time zone
+    sent: int
+    failed: int
+
+
+def sent_and_failed_by_hour(*, now: datetime, hours: int = 24) -> list[HourBucket]:
+    """Messages that finished sent or failed in each of the last ``hours`` hours, oldest first."""
+    zone = timezone.get_current_timezone()
+    current_hour = timezone.localtime(now, zone).replace(minute=0, second=0, microsecond=0)
+    first_hour = current_hour - timedelta(hours=hours - 1)
+    rows = (
+        OutboundMessage.objects.filter(
+            status__in=(MessageStatus.SENT, MessageStatus.FAILED), finished_at__gte=first_hour, finished_at__lte=now
+        )
+        .order_by()
+        .annotate(hour=TruncHour("finished_at", tzinfo=zone))
+        .values("hour", "status")
+        .annotate(n=Count("*"))  # from the (status, finished_at) index alone
+    )
+    by_hour: dict[datetime, dict[str, int]] = {}
+    for row in rows:
+        by_hour.setdefault(timezone.localtime(row["hour"], zone), {})[row["status"]] = row["n"]
+    buckets = []
+    for index in range(hours):
+        # Step in UTC so a daylight-saving change neither repeats nor skips an hour.
+        start = timezone.localtime(first_hour + timedelta(hours=index), zone)
+        found = by_hour.get(start, {})
+        buckets.append(HourBucket(start, found.get(MessageStatus.SENT, 0), found.get(MessageStatus.FAILED, 0)))
+    return buckets
+
+
+def top_failure_reasons(*, now: datetime, hours: int = 24, limit: int = 8) -> list[dict]:
+    """The commonest ``last_error_kind`` of messages that failed in the last ``hours``, with one example text.
+
+    A day, not a week: it answers "what is going wrong now", and reads the error of every failure in the window.
+    """
+    return list(
+        OutboundMessage.objects.filter(status=MessageStatus.FAILED, finished_at__gte=now - timedelta(hours=hours))
+        .order_by()
+        .values("last_error_kind")
+        .annotate(n=Count("*"), example=Max("last_error"))
+        .order_by("-n", "last_error_kind")[:limit]
+    )
+
+
+def recent_failure_kinds() -> list[str]:
+    """The failure reasons of the last week, for the admin's filter; cached, since it only lists choices."""
+    kinds = cache.get("dashboard:recent-failure-kinds")
+    if kinds is None:
+        kinds = sorted(
+            OutboundMessage.objects.filter(
+                status=MessageStatus.FAILED, finished_at__gte=timezone.now() - timedelta(days=7)
+            ).order_by().values_list("last_error_kind", flat=True).distinct()
+        )
+        cache.set("dashboard:recent-failure-kinds", kinds, FAILURE_KINDS_CACHE_SECONDS)
+    return kinds
+
+
+def instance_states() -> list[dict]:
+    """Evolution's connectionState for each configured instance. Asked in parallel and given at most
+    INSTANCE_STATE_TIMEOUT_SECONDS, so a hung gateway cannot hang the dashboard; cached briefly because
+    operators reload dashboards."""
+    names = list(settings.EVOLUTION_INSTANCES)
+    key = f"dashboard:instance-states:{settings.EVOLUTION_API_URL}:{','.join(names)}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    pool = ThreadPoolExecutor(max_workers=min(8, len(names)) or 1, thread_name_prefix="instance-state")
+    futures = {name: pool.submit(instance_state, name) for name in names}
+    wait(futures.values(), timeout=INSTANCE_STATE_TIMEOUT_SECONDS)
+    pool.shutdown(wait=False, cancel_futures=True)  # a late answer is dropped, not waited for
+    states = []
+    for name, future in futures.items():
+        if not future.done():
+            states.append({"name": name, "state": "no answer", "ok": False,
+                           "detail": f"no answer within {INSTANCE_STATE_TIMEOUT_SECONDS:g} s"})
+        elif future.exception() is not None:
+            error = future.exception()
+            states.append({"name": name, "state": "unreachable", "ok": False, "detail": str(error)[:200]})
+        else:
+            state = future.result()
+            states.append({"name": name, "state": state, "ok": state == "open", "detail": ""})
+    cache.set(key, states, INSTANCE_STATE_CACHE_SECONDS)
+    return states
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting in each broker queue (not counting tasks a worker has already reserved).
+
+    A passive ``queue_declare`` reads the count without creating anything, on Redis (LLEN of the queue's lists)
+    and RabbitMQ alike. A queue no one has declared yet is empty. None means the broker did not answer.
+    """
+    depths: dict[str, int | None] = {}
+    try:
+        with current_app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE):
+                # A channel per queue: on AMQP a failed passive declare closes the channel it ran on.
+                with conn.channel() as channel:
+                    try:
+                        depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    except conn.channel_errors:  # 404 NOT_FOUND: never declared, so nothing was ever put in it
+                        depths[queue] = 0
+    except Exception as error:  # the dashboard reports a broker outage, it does not fail on one
+        log.warning("queue depth unavailable: %s", error)
+        return {queue: None for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE)}
+    return depths

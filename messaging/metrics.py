@@ -1,0 +1,273 @@
+"""Prometheus metrics: counters shared by every process in Redis, gauges read when /metrics is scraped.
+
+Why Redis and not prometheus_client's in-process counters: web and worker run as many processes on many
+containers or hosts, and a counter kept in one process's memory (or in prometheus_client's multiprocess files,
+which only work among processes of one host) would need every one of them scraped on its own port. Events are
+added with HINCRBY to one hash, so one scrape of any web process sees the totals of all of them, and the totals
+survive restarts. Counting rows at scrape time was the other candidate; it is a sequential scan over millions
+of attempts and goes backwards when old attempts are purged, which a Prometheus counter must never do.
+
+Recording never raises: a metrics outage must not fail a send. Reading happens only when /metrics is scraped.
+"""
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+log = logging.getLogger(__name__)
+
+# Seconds for one attempt (the Evolution call, and the findMessages check when one is needed).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0)
+
+# name -> (help, label names). Label values are bounded: instances come from settings, reasons from the
+# Evolution client's error kinds, outcomes and events from fixed lists.
+COUNTERS = {
+    "console_messages_accepted": ("Messages accepted for sending.", ("instance",)),
+    "console_messages_sent": ("Messages that reached the sent state.", ("instance",)),
+    "console_messages_failed": ("Messages that failed for good, by the last error's kind.", ("instance", "reason")),
+    "console_send_attempts": ("Tries at Evolution API, by outcome.", ("instance", "outcome")),
+    "console_webhook_events": ("Webhook events received from Evolution API, by event type.", ("event",)),
+}
+HISTOGRAM = "console_send_duration_seconds"
+HISTOGRAM_HELP = "Time one attempt took, from its row being written to its outcome."
+
+_WARN_EVERY_SECONDS = 60.0
+_last_warning = 0.0
+_redis_lock = threading.Lock()
+_redis_clients: dict[str, object] = {}
+
+
+# --- recording (called from services; one line per event) ----------------------------------------------------
+
+
+def message_accepted(*, instance: str) -> None:
+    _increment("console_messages_accepted", {"instance": instance})
+
+
+def attempt_finished(
+    *, instance: str, outcome: str, seconds: float | None, final_status: str | None = None, reason: str = ""
+) -> None:
+    """One attempt ended with `outcome`; `final_status` is "sent" or "failed" when it settled the message."""
+    fields = {_field("console_send_attempts", {"instance": instance, "outcome": outcome}): 1}
+    if final_status == "sent":
+        fields[_field("console_messages_sent", {"instance": instance})] = 1
+    elif final_status == "failed":
+        fields[_field("console_messages_failed", {"instance": instance, "reason": reason or "unknown"})] = 1
+    observations = {}
+    if seconds is not None:
+        bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+        fields[_field(HISTOGRAM + "_bucket", {"instance": instance, "le": bucket})] = 1
+        observations[_field(HISTOGRAM + "_sum", {"instance": instance})] = max(seconds, 0.0)
+    _write(fields, observations)
+
+
+def webhook_event_received(*, event: str) -> None:
+    _increment("console_webhook_events", {"event": event or "unknown"})
+
+
+def _increment(name: str, labels: dict) -> None:
+    _write({_field(name, labels): 1}, {})
+
+
+def _field(name: str, labels: dict) -> str:
+    # "name|k=v|k=v": label values are instance names, error kinds and event types, which never hold "|" or "=".
+    return "|".join([name, *(f"{key}={labels[key]}" for key in sorted(labels))])
+
+
+def _parse_field(field: str) -> tuple[str, dict]:
+    name, *pairs = field.split("|")
+    return name, dict(pair.split("=", 1) for pair in pairs)
+
+
+def _write(increments: dict[str, int], float_increments: dict[str, float]) -> None:
+    client = _redis()
+    if client is None:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for field, amount in increments.items():
+            pipe.hincrby(_key(), field, amount)
+        for field, amount in float_increments.items():
+            pipe.hincrbyfloat(_key(), field, amount)
+        pipe.execute()
+    except Exception as error:  # never let metrics fail a send
+        _warn(f"metrics not recorded: {type(error).__name__}: {error}")
+
+
+def _key() -> str:
+    return f"{settings.METRICS_KEY_PREFIX}:counters"
+
+
+def _redis():
+    url = settings.METRICS_REDIS_URL
+    if not url:
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        import redis
+
+        with _redis_lock:
+            client = _redis_clients.get(url)
+            if client is None:
+                # Short timeouts: a send waits at most half a second on a sick Redis before giving up the count.
+                client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+                _redis_clients[url] = client
+    return client
+
+
+def _warn(text: str) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning > _WARN_EVERY_SECONDS:
+        _last_warning = now
+        log.warning(text)
+
+
+# --- reading (at scrape time) --------------------------------------------------------------------------------
+
+
+class ConsoleCollector:
+    """Builds every metric family from Redis, the broker and the database when /metrics is scraped."""
+
+    def collect(self):
+        stored, store_up = _read_counters()
+        yield from _counter_families(stored)
+        yield _histogram_family(stored)
+        up = GaugeMetricFamily("console_metrics_store_up", "1 when the Redis that holds the counters answered.")
+        up.add_metric([], 1 if store_up else 0)
+        yield up
+        yield _queue_depth_family()
+        yield _in_flight_family()
+
+
+def _read_counters() -> tuple[dict[str, float], bool]:
+    client = _redis()
+    if client is None:
+        return {}, False
+    try:
+        raw = client.hgetall(_key())
+    except Exception as error:
+        _warn(f"metrics not read: {type(error).__name__}: {error}")
+        return {}, False
+    return {field.decode(): float(value) for field, value in raw.items()}, True
+
+
+def _counter_families(stored: dict[str, float]):
+    families = {
+        name: CounterMetricFamily(name, help_text, labels=labels) for name, (help_text, labels) in COUNTERS.items()
+    }
+    for field, value in sorted(stored.items()):
+        name, labels = _parse_field(field)
+        family = families.get(name)
+        if family is not None:
+            family.add_metric([labels.get(label, "") for label in COUNTERS[name][1]], value)
+    return families.values()
+
+
+def _histogram_family(stored: dict[str, float]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(HISTOGRAM, HISTOGRAM_HELP, labels=["instance"])
+    per_instance: dict[str, dict] = {}
+    for field, value in stored.items():
+        name, labels = _parse_field(field)
+        if not name.startswith(HISTOGRAM + "_"):
+            continue
+        entry = per_instance.setdefault(labels.get("instance", ""), {"buckets": {}, "sum": 0.0})
+        if name.endswith("_bucket"):
+            entry["buckets"][labels.get("le", "+Inf")] = value
+        elif name.endswith("_sum"):
+            entry["sum"] = value
+    for instance, entry in sorted(per_instance.items()):
+        # Stored per bucket; Prometheus wants each bucket to count everything at or below its bound.
+        running, buckets = 0.0, []
+        for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
+            running += entry["buckets"].get(bound, 0.0)
+            buckets.append((bound, running))
+        family.add_metric([instance], buckets, entry["sum"])
+    return family
+
+
+def _queue_depth_family() -> GaugeMetricFamily:
+    from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
+
+    family = GaugeMetricFamily(
+        "console_queue_messages",
+        "Tasks waiting in the broker, per queue (tasks already reserved by a worker are not counted).",
+        labels=["queue"],
+    )
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            channel = conn.default_channel
+            for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE):
+                family.add_metric([queue], _queue_length(channel, queue))
+    except Exception as error:
+        _warn(f"queue depth not read: {type(error).__name__}: {error}")
+    return family
+
+
+def _queue_length(channel, queue: str) -> int:
+    from kombu.exceptions import ChannelError
+
+    try:
+        # passive: only ask, never create. Works the same for Redis and AMQP brokers.
+        return channel.queue_declare(queue=queue, passive=True).message_count
+    except ChannelError:
+        return 0  # Redis drops an empty list, so a queue that does not exist yet is an empty one
+
+
+def _in_flight_family() -> GaugeMetricFamily:
+    from django.db.models import Count
+
+    from messaging.models import FINAL_STATUSES, MessageStatus, OutboundMessage
+
+    family = GaugeMetricFamily(
+        "console_messages_in_status", "Messages not yet final, by status (from the database).", labels=["status"]
+    )
+    open_statuses = [status for status in MessageStatus.values if status not in FINAL_STATUSES]
+    # Only the few unfinished rows are counted, through the (status, created_at) index.
+    counts = dict(
+        OutboundMessage.objects.filter(status__in=open_statuses)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    for status in open_statuses:
+        family.add_metric([status], counts.get(status, 0))
+    return family
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(ConsoleCollector())
+
+
+def render() -> bytes:
+    return generate_latest(_registry)
+
+
+# --- the /metrics view ---------------------------------------------------------------------------------------
+
+
+def metrics_view(request):
+    """Prometheus text format. Needs the bearer token when METRICS_TOKEN is set; otherwise loopback only."""
+    if not _may_scrape(request):
+        return HttpResponse("Forbidden: send Authorization: Bearer <METRICS_TOKEN>.\n", status=403, content_type="text/plain")
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _may_scrape(request) -> bool:
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    if "X-Forwarded-For" in request.headers or "X-Real-Ip" in request.headers:
+        return False  # came through a proxy: the loopback address is the proxy's, not the client's
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False

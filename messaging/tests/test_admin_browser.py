@@ -1,0 +1,131 @@
+"""An operator in a real browser (headless Chromium through Selenium): find a failed message by phone, open it,
+see its attempts, resend it, and watch the resend reach "sent" through the Celery worker and the sandbox.
+
+It also saves screenshots of the changelist, a message page and the dashboard, into var/screenshots/ (or
+the folder in ADMIN_SCREENSHOTS_DIR: `ADMIN_SCREENSHOTS_DIR=docs make test` refreshes the README's images).
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from conftest import wait_for
+from messaging import services
+from messaging.models import MessageStatus, OutboundMessage
+from messaging.tests.admin_fixtures import CHANGELIST, DASHBOARD, admin_static_files_and_cache, make_user  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+PHONE = "+5511987651234"
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        # .ci/run installs them; a developer's machine may not have them yet.
+        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="admin-browser-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never tries to download a browser or a driver.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(driver, name: str) -> Path:
+    folder = Path(os.environ.get("ADMIN_SCREENSHOTS_DIR") or Path(settings.BASE_DIR) / "var" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script(
+        "return Math.max(document.documentElement.scrollHeight,"
+        " document.getElementById('content').getBoundingClientRect().bottom + window.scrollY + 40)"
+    )
+    driver.set_window_size(1400, min(max(height, 700), 2200))  # the whole page, within reason
+    path = folder / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox) -> OutboundMessage:
+    """The story behind the failure: WhatsApp was disconnected, every attempt got 500 "Connection Closed"."""
+    evolution_sandbox.set_state("close")
+    message, _ = services.accept_message(phone="+55 11 98765-1234", text="Seu pedido #4821 saiu para entrega.")
+    failed = wait_for(lambda: (m := OutboundMessage.objects.get(pk=message.pk)).is_final and m, timeout=30)
+    assert failed.status == MessageStatus.FAILED, failed.status
+    evolution_sandbox.set_state("open")  # ...then the operator reconnected the phone
+    return failed
+
+
+def test_an_operator_finds_a_failed_message_by_phone_and_resends_it_until_sent(
+    browser, live_server, celery_worker, evolution_sandbox
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    # Some history around it, so the pages (and the screenshots) look like a day of work.
+    call_command("seed_fake_data", messages=400, days=1, stdout=open(os.devnull, "w"))
+    failed = a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox)
+    make_user("sam", groups=["Support"])  # resend is all the Support role may do, and all this needs
+
+    browser.get(f"{live_server.url}/admin/login/?next={CHANGELIST}")
+    # A narrow window's worth of room for the table: start with the admin's navigation sidebar folded away.
+    browser.execute_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    browser.find_element(By.NAME, "username").send_keys("sam")
+    browser.find_element(By.NAME, "password").send_keys("secret-pass-123", Keys.ENTER)
+    wait_for(lambda: browser.current_url.endswith(CHANGELIST), timeout=15)
+    screenshot(browser, "admin-changelist")
+
+    # Find it the way a person reads a number out, not the way it is stored.
+    search = browser.find_element(By.ID, "searchbar")
+    search.send_keys("98765 1234", Keys.ENTER)
+    wait_for(lambda: "q=98765" in browser.current_url, timeout=15)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == 1 and PHONE in rows[0].text and "Failed" in rows[0].text
+
+    rows[0].find_element(By.LINK_TEXT, PHONE).click()
+    wait_for(lambda: f"/{failed.pk}/change/" in browser.current_url, timeout=15)
+    attempts = browser.find_elements(By.CSS_SELECTOR, "#attempts-group tbody tr.has_original, #attempts-group tbody tr.form-row")
+    attempt_texts = [row.text for row in attempts if row.text.strip()]
+    assert len(attempt_texts) == failed.attempt_count == settings.MESSAGING_MAX_RETRIES + 1
+    assert all("Connection Closed" in text for text in attempt_texts)
+    screenshot(browser, "admin-message")
+
+    browser.find_element(By.ID, "msg-resend").click()
+    resend = wait_for(lambda: OutboundMessage.objects.filter(resend_of=failed).first(), timeout=15)
+    wait_for(lambda: f"/{resend.pk}/change/" in browser.current_url, timeout=15)
+    assert f"Resent as #{resend.pk}." in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
+
+    def page_says_sent():
+        browser.refresh()
+        return browser.find_element(By.CSS_SELECTOR, ".field-status_badge .msg-badge").text == "Sent"
+
+    wait_for(page_says_sent, timeout=30, interval=0.5)
+    resend.refresh_from_db()
+    assert (resend.status, resend.phone, resend.text) == (MessageStatus.SENT, PHONE, failed.text)
+    assert [m["number"] for m in evolution_sandbox.sent_messages()] == ["5511987651234"]
+    assert OutboundMessage.objects.get(pk=failed.pk).status == MessageStatus.FAILED  # history kept
+
+    browser.get(f"{live_server.url}{DASHBOARD}")
+    assert "Sent vs failed per hour" in browser.find_element(By.ID, "hourly-chart").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#hourly-chart svg rect")
+    screenshot(browser, "admin-dashboard")

@@ -1,0 +1,195 @@
+"""/metrics: the numbers move as messages are accepted, sent and failed, whoever records them."""
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import respx
+from prometheus_client.parser import text_string_to_metric_families
+
+from config.celery import TRANSACTIONAL_QUEUE, app
+from messaging import services
+from messaging.models import MessageStatus
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+TOKEN = "scrape-token-for-tests"
+
+
+@pytest.fixture
+def metrics_settings(settings):
+    settings.METRICS_KEY_PREFIX = f"test:metrics:{uuid.uuid4().hex}"
+    settings.METRICS_TOKEN = TOKEN
+    settings.EVOLUTION_API_URL = "http://evolution.test"
+    settings.EVOLUTION_INSTANCE_NAME = "console"
+    settings.EVOLUTION_INSTANCES = ["console"]
+    store, key = settings.METRICS_REDIS_URL, f"{settings.METRICS_KEY_PREFIX}:counters"
+    yield settings
+    redis.Redis.from_url(store).delete(key)
+
+
+@pytest.fixture
+def evolution():
+    """Evolution API answering like the real one (contract section 3), without a network."""
+    with respx.mock(base_url="http://evolution.test", assert_all_called=False) as mock:
+        yield mock
+
+
+def accepted_body(number: str) -> dict:
+    return {
+        "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": uuid.uuid4().hex[:20].upper()},
+        "message": {"conversation": "Hola"},
+        "messageTimestamp": 1767225600,
+        "status": "PENDING",
+    }
+
+
+def scrape(client, **headers) -> dict:
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.django_db
+def test_sending_a_message_moves_accepted_sent_attempts_and_latency(client, metrics_settings, evolution):
+    evolution.post("/message/sendText/console").respond(201, json=accepted_body("5511987654321"))
+    before = scrape(client)
+
+    message, _ = services.accept_message(phone="+5511987654321", text="Hola")
+    after_accept = scrape(client)
+    outcome = services.send_message(message_id=message.pk, task_id="task-1")
+    after_send = scrape(client)
+
+    assert outcome.status == MessageStatus.SENT
+    accepted = "console_messages_accepted_total"
+    assert value(after_accept, accepted, instance="console") == value(before, accepted, instance="console") + 1
+    assert value(after_send, "console_messages_sent_total", instance="console") == 1
+    assert value(after_send, "console_send_attempts_total", instance="console", outcome="sent") == 1
+    assert value(after_send, "console_send_duration_seconds_count", instance="console") == 1
+    assert value(after_send, "console_send_duration_seconds_bucket", instance="console", le="+Inf") == 1
+    assert value(after_send, "console_send_duration_seconds_sum", instance="console") > 0
+    assert value(after_send, "console_metrics_store_up") == 1
+
+
+@pytest.mark.django_db
+def test_a_number_not_on_whatsapp_counts_as_failed_with_its_reason(client, metrics_settings, evolution):
+    evolution.post("/message/sendText/console").respond(
+        400,
+        json={
+            "status": 400,
+            "error": "Bad Request",
+            "response": {"message": [{"exists": False, "jid": "5511900000000@s.whatsapp.net", "number": "5511900000000"}]},
+        },
+    )
+    message, _ = services.accept_message(phone="+5511900000000", text="Hola")
+    services.send_message(message_id=message.pk)
+
+    samples = scrape(client)
+    assert value(samples, "console_messages_failed_total", instance="console", reason="not_on_whatsapp") == 1
+    assert value(samples, "console_send_attempts_total", instance="console", outcome="permanent_error") == 1
+    assert value(samples, "console_messages_sent_total", instance="console") == 0
+
+
+@pytest.mark.django_db
+def test_a_temporary_error_counts_an_attempt_but_no_final_state(client, metrics_settings, evolution):
+    evolution.post("/message/sendText/console").respond(503, text="Service Unavailable")
+    message, _ = services.accept_message(phone="+5511987654321", text="Hola")
+    services.send_message(message_id=message.pk)
+
+    samples = scrape(client)
+    assert value(samples, "console_send_attempts_total", instance="console", outcome="temporary_error") == 1
+    assert value(samples, "console_messages_failed_total", instance="console", reason="server_error") == 0
+    assert value(samples, "console_messages_in_status", status="retrying") >= 1
+
+
+def test_counters_from_another_process_add_up_in_one_scrape(client, metrics_settings, db):
+    # The point of keeping counters in Redis: a worker on another host records, any web process reports.
+    env = {**os.environ, "METRICS_KEY_PREFIX": metrics_settings.METRICS_KEY_PREFIX, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    code = "import django; django.setup(); from messaging import metrics; metrics.message_accepted(instance='console')"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, check=True, timeout=60)
+
+    assert value(scrape(client), "console_messages_accepted_total", instance="console") == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queue_depth_counts_tasks_waiting_in_the_broker(client, metrics_settings):
+    app.control.purge()
+    try:
+        before = value(scrape(client), "console_queue_messages", queue=TRANSACTIONAL_QUEUE)
+        for _ in range(3):
+            services.accept_message(phone="+5511987654321", text="Hola")  # enqueued on commit; no worker runs
+        after = value(scrape(client), "console_queue_messages", queue=TRANSACTIONAL_QUEUE)
+    finally:
+        app.control.purge()
+    assert after == before + 3
+
+
+@pytest.mark.django_db
+def test_scheduled_messages_show_in_the_in_flight_gauge(client, metrics_settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    services.accept_message(phone="+5511987654321", text="Later", scheduled_at=timezone.now() + timedelta(hours=1))
+    assert value(scrape(client), "console_messages_in_status", status="scheduled") == 1
+
+
+@pytest.mark.django_db
+def test_a_redis_outage_loses_counts_but_never_a_message(client, metrics_settings):
+    metrics_settings.METRICS_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+
+    message, created = services.accept_message(phone="+5511987654321", text="Hola")
+
+    assert created and message.pk
+    samples = scrape(client)
+    assert value(samples, "console_metrics_store_up") == 0
+    assert value(samples, "console_messages_accepted_total", instance="console") == 0
+
+
+@pytest.mark.django_db
+def test_with_a_token_set_metrics_need_it(client, metrics_settings):
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Token {TOKEN}").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_without_a_token_only_direct_loopback_requests_may_scrape(client, metrics_settings):
+    metrics_settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="172.18.0.5").status_code == 403
+    # Through a proxy on the same host the address is the proxy's: refuse rather than trust it.
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+
+
+def test_metrics_survive_ssl_redirect(client, metrics_settings, db):
+    metrics_settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    assert client.get("/messages").status_code == 301
+
+
+def test_webhook_events_are_counted_by_type(client, metrics_settings, db):
+    from messaging import metrics
+
+    metrics.webhook_event_received(event="messages.update")
+    metrics.webhook_event_received(event="messages.update")
+    metrics.webhook_event_received(event="connection.update")
+
+    samples = scrape(client)
+    assert value(samples, "console_webhook_events_total", event="messages.update") == 2
+    assert value(samples, "console_webhook_events_total", event="connection.update") == 1
