@@ -32,10 +32,8 @@ API_KEY = "bench-key"
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKER_PROCESSES", "2"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "16"))
 WORKER_POOL = os.environ.get("BENCH_WORKER_POOL", "threads")
-# The web server the Dockerfile runs (see the README's Performance section for why these numbers).
-GUNICORN_ARGS = os.environ.get(
-    "BENCH_GUNICORN_ARGS", "--workers 3 --worker-class gthread --threads 4"
-).split()
+# The web server as the Dockerfile runs it (config/gunicorn.py: WEB_CONCURRENCY sync workers); the bench adds --bind.
+GUNICORN_ARGS = os.environ.get("BENCH_GUNICORN_ARGS", "--config python:config.gunicorn").split()
 
 
 def child_env(**extra: str) -> dict[str, str]:
