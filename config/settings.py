@@ -203,7 +203,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # set, so each send opened a new PostgreSQL connection (a third of a send's time in the profile). Keep it; it is
 # still recycled every 2 x this many tasks, and config/celery.py drops a connection that is broken or older than
 # DATABASE_CONN_MAX_AGE before each task, as Django does before each request.
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # Synced into the database (django-celery-beat) when beat starts; editable in the admin afterwards.
