@@ -27,6 +27,7 @@ class SandboxProcess:
     url: str
     api_key: str
     instance: str
+    other_instance: str = "sales"  # a second instance, for multi-instance behaviour
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
@@ -34,8 +35,9 @@ class SandboxProcess:
     def sent_messages(self) -> list[dict]:
         return httpx.get(f"{self.url}/_sandbox/messages", timeout=10).json()
 
-    def set_state(self, state: str) -> None:
-        httpx.post(f"{self.url}/_sandbox/instances/{self.instance}/state", json={"state": state}, timeout=10)
+    def set_state(self, state: str, instance: str | None = None) -> None:
+        name = instance or self.instance
+        httpx.post(f"{self.url}/_sandbox/instances/{name}/state", json={"state": state}, timeout=10).raise_for_status()
 
 
 def _free_port() -> int:
@@ -50,7 +52,7 @@ def evolution_sandbox():
     sandbox = SandboxProcess(url=f"http://127.0.0.1:{port}", api_key="test-key", instance="console")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "evolution_sandbox", "--host", "127.0.0.1", "--port", str(port),
-         "--api-key", sandbox.api_key, "--instances", sandbox.instance, "--hang-seconds", "3", "--quiet"],
+         "--api-key", sandbox.api_key, "--instances", f"{sandbox.instance},{sandbox.other_instance}", "--hang-seconds", "3", "--quiet"],
         cwd=ROOT,
     )
     try:

@@ -46,8 +46,8 @@ _redis_clients: dict[str, object] = {}
 # --- recording (called from services; one line per event) ----------------------------------------------------
 
 
-def message_accepted(*, instance: str) -> None:
-    _increment("console_messages_accepted", {"instance": instance})
+def message_accepted(*, instance: str, count: int = 1) -> None:
+    _write({_field("console_messages_accepted", {"instance": instance}): count}, {})
 
 
 def attempt_finished(

@@ -6,6 +6,7 @@ enqueue after commit, claim before send) holds whoever asks.
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -173,16 +174,26 @@ def enqueue_sends(messages: Sequence[OutboundMessage]) -> int:
                     )
                     published += 1
     except Exception:
-        ids = ",".join(str(message.pk) for message in messages)
         log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
-                      "the stuck-work sweeper will retry", ids, published)
+                      "the stuck-work sweeper will retry", id_ranges(messages), published)
         return 0
     if len(messages) == 1:
         log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id, TRANSACTIONAL_QUEUE)
     else:
-        log.info("messages=%s enqueued queue=%s count=%s",
-                 ",".join(str(message.pk) for message in messages), TRANSACTIONAL_QUEUE, len(messages))
+        log.info("messages=%s enqueued queue=%s count=%s", id_ranges(messages), TRANSACTIONAL_QUEUE, len(messages))
     return published
+
+
+def id_ranges(messages: Sequence[OutboundMessage]) -> str:
+    """Every id, compactly, for one log line about many messages: "4001-5000,5003"."""
+    ids = sorted(message.pk for message in messages)
+    runs: list[list[int]] = []
+    for pk in ids:
+        if runs and pk == runs[-1][1] + 1:
+            runs[-1][1] = pk
+        else:
+            runs.append([pk, pk])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # --- accepting in bulk ----------------------------------------------------------------------------------------
@@ -237,9 +248,11 @@ def accept_messages(*, items: Sequence[dict], created_by=None) -> list[BulkItemR
             queued = [message for message in accepted if message.status == MessageStatus.QUEUED]
             if queued:
                 transaction.on_commit(lambda: enqueue_sends(queued))
+        for instance, count in Counter(message.instance for message in accepted).items():
+            metrics.message_accepted(instance=instance, count=count)
         log.info(
             "messages=%s accepted in bulk rejected=%s",
-            ",".join(str(message.pk) for message in accepted), len(items) - len(accepted),
+            id_ranges(accepted), len(items) - len(accepted),
         )
     return results
 

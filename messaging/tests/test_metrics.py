@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-import respx
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import TRANSACTIONAL_QUEUE, app
@@ -20,31 +19,13 @@ TOKEN = "scrape-token-for-tests"
 
 
 @pytest.fixture
-def metrics_settings(settings):
+def metrics_settings(sandbox_settings):
+    settings = sandbox_settings  # the Evolution sandbox, instance "console"
     settings.METRICS_KEY_PREFIX = f"test:metrics:{uuid.uuid4().hex}"
     settings.METRICS_TOKEN = TOKEN
-    settings.EVOLUTION_API_URL = "http://evolution.test"
-    settings.EVOLUTION_INSTANCE_NAME = "console"
-    settings.EVOLUTION_INSTANCES = ["console"]
     store, key = settings.METRICS_REDIS_URL, f"{settings.METRICS_KEY_PREFIX}:counters"
     yield settings
     redis.Redis.from_url(store).delete(key)
-
-
-@pytest.fixture
-def evolution():
-    """Evolution API answering like the real one (contract section 3), without a network."""
-    with respx.mock(base_url="http://evolution.test", assert_all_called=False) as mock:
-        yield mock
-
-
-def accepted_body(number: str) -> dict:
-    return {
-        "key": {"remoteJid": f"{number}@s.whatsapp.net", "fromMe": True, "id": uuid.uuid4().hex[:20].upper()},
-        "message": {"conversation": "Hola"},
-        "messageTimestamp": 1767225600,
-        "status": "PENDING",
-    }
 
 
 def scrape(client, **headers) -> dict:
@@ -63,8 +44,7 @@ def value(samples: dict, name: str, **labels) -> float:
 
 
 @pytest.mark.django_db
-def test_sending_a_message_moves_accepted_sent_attempts_and_latency(client, metrics_settings, evolution):
-    evolution.post("/message/sendText/console").respond(201, json=accepted_body("5511987654321"))
+def test_sending_a_message_moves_accepted_sent_attempts_and_latency(client, metrics_settings):
     before = scrape(client)
 
     message, _ = services.accept_message(phone="+5511987654321", text="Hola")
@@ -84,16 +64,9 @@ def test_sending_a_message_moves_accepted_sent_attempts_and_latency(client, metr
 
 
 @pytest.mark.django_db
-def test_a_number_not_on_whatsapp_counts_as_failed_with_its_reason(client, metrics_settings, evolution):
-    evolution.post("/message/sendText/console").respond(
-        400,
-        json={
-            "status": 400,
-            "error": "Bad Request",
-            "response": {"message": [{"exists": False, "jid": "5511900000000@s.whatsapp.net", "number": "5511900000000"}]},
-        },
-    )
-    message, _ = services.accept_message(phone="+5511900000000", text="Hola")
+def test_a_number_not_on_whatsapp_counts_as_failed_with_its_reason(client, metrics_settings):
+    # The sandbox answers ...0000 with Evolution's 400 "exists": false.
+    message, _ = services.accept_message(phone="+5511987650000", text="Hola")
     services.send_message(message_id=message.pk)
 
     samples = scrape(client)
@@ -103,15 +76,20 @@ def test_a_number_not_on_whatsapp_counts_as_failed_with_its_reason(client, metri
 
 
 @pytest.mark.django_db
-def test_a_temporary_error_counts_an_attempt_but_no_final_state(client, metrics_settings, evolution):
-    evolution.post("/message/sendText/console").respond(503, text="Service Unavailable")
-    message, _ = services.accept_message(phone="+5511987654321", text="Hola")
+def test_a_temporary_error_counts_an_attempt_but_no_final_state(client, metrics_settings):
+    message, _ = services.accept_message(phone="+5511987650500", text="Hola")  # the sandbox's always-500 number
     services.send_message(message_id=message.pk)
 
     samples = scrape(client)
     assert value(samples, "console_send_attempts_total", instance="console", outcome="temporary_error") == 1
     assert value(samples, "console_messages_failed_total", instance="console", reason="server_error") == 0
     assert value(samples, "console_messages_in_status", status="retrying") >= 1
+
+
+@pytest.mark.django_db
+def test_messages_accepted_in_bulk_are_counted(client, metrics_settings):
+    services.accept_messages(items=[{"phone": "+5511987654321", "text": f"Hola {i}"} for i in range(3)] + [{"phone": "1", "text": "x"}])
+    assert value(scrape(client), "console_messages_accepted_total", instance="console") == 3
 
 
 def test_counters_from_another_process_add_up_in_one_scrape(client, metrics_settings, db):

@@ -3,7 +3,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-import respx
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -22,12 +21,10 @@ def run(*args) -> str:
 
 
 @pytest.fixture
-def evolution(settings):
-    settings.EVOLUTION_API_URL = "http://evolution.test"
-    settings.EVOLUTION_INSTANCE_NAME = "console"
-    settings.EVOLUTION_INSTANCES = ["console", "sales"]
-    with respx.mock(base_url="http://evolution.test", assert_all_called=False) as mock:
-        yield mock
+def evolution(sandbox_settings, evolution_sandbox):
+    """The sandbox with both of its instances configured, both open."""
+    sandbox_settings.EVOLUTION_INSTANCES = [evolution_sandbox.instance, evolution_sandbox.other_instance]
+    return evolution_sandbox
 
 
 @pytest.fixture
@@ -118,17 +115,13 @@ def test_hours_cut_closer_than_days():
 
 
 def test_it_prints_each_instance_state_and_succeeds_when_all_are_open(evolution):
-    for name in ("console", "sales"):
-        evolution.get(f"/instance/connectionState/{name}").respond(200, json={"instance": {"instanceName": name, "state": "open"}})
-
     output = run("evolution_status")
 
     assert "console: open" in output and "sales: open" in output
 
 
 def test_it_fails_naming_the_instances_that_are_not_open(evolution):
-    evolution.get("/instance/connectionState/console").respond(200, json={"instance": {"instanceName": "console", "state": "open"}})
-    evolution.get("/instance/connectionState/sales").respond(200, json={"instance": {"instanceName": "sales", "state": "close"}})
+    evolution.set_state("close", instance="sales")
     out = StringIO()
 
     with pytest.raises(CommandError, match="not open: sales"):
