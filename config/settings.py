@@ -65,6 +65,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 APPEND_SLASH = False  # the API's paths have no trailing slash (POST /messages)
+# POST /messages/bulk takes 1,000 texts of up to 4,096 characters, JSON-escaped: far above Django's 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 TEMPLATES = [
     {

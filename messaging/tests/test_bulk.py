@@ -111,3 +111,13 @@ def test_each_task_is_published_to_its_own_queue_only(sandbox_settings):
                 queue.purge()
     assert sends == {TRANSACTIONAL_QUEUE: 1, MAINTENANCE_QUEUE: 0}
     assert maintenance == {TRANSACTIONAL_QUEUE: 0, MAINTENANCE_QUEUE: 1}
+
+
+@pytest.mark.django_db
+def test_a_full_batch_of_the_longest_texts_is_accepted(api, sandbox_settings):
+    # 1,000 texts of 4,096 characters (with accents, escaped in JSON) is well past Django's default 2.5 MB body.
+    text = ("Olá " * 1024)[:4096]
+    response = post_bulk(api, [{"phone": f"+55 11 9{i:04d}-4321", "message": text} for i in range(1000)])
+    assert response.status_code == 202, response.content[:300]
+    assert response.json()["accepted"] == 1000
+    assert OutboundMessage.objects.count() == 1000
