@@ -93,20 +93,11 @@ def accept_message(
         if existing is not None:
             return existing, False
     cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
-    scheduled = cleaned["scheduled_at"] is not None
-    message = OutboundMessage(
-        **cleaned,
-        status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
-        # The task id is chosen now so the answer can carry it without a second write after publishing.
-        task_id="" if scheduled else str(uuid.uuid4()),
-        idempotency_key=idempotency_key,
-        created_by=created_by,
-        resend_of=resend_of,
-    )
+    message = _new_message(cleaned, idempotency_key=idempotency_key, created_by=created_by, resend_of=resend_of)
     try:
         with transaction.atomic():
             message.save(force_insert=True)
-            if not scheduled:
+            if message.status == MessageStatus.QUEUED:
                 transaction.on_commit(lambda: enqueue_send(message))
     except IntegrityError:
         if not idempotency_key:
@@ -119,6 +110,18 @@ def accept_message(
     )
     metrics.message_accepted(instance=message.instance)
     return message, True
+
+
+def _new_message(cleaned: dict, **fields) -> OutboundMessage:
+    """An unsaved message from validated values. A scheduled one waits with no task; any other gets its task id
+    now, so the answer can carry it without a second write after publishing."""
+    scheduled = cleaned["scheduled_at"] is not None
+    return OutboundMessage(
+        **cleaned,
+        status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
+        task_id="" if scheduled else str(uuid.uuid4()),
+        **fields,
+    )
 
 
 def enqueue_send(message: OutboundMessage) -> bool:
@@ -231,15 +234,7 @@ def accept_messages(*, items: Sequence[dict], created_by=None) -> list[BulkItemR
         except ValidationError as error:
             results.append(BulkItemResult(errors=error.message_dict))
             continue
-        scheduled = cleaned["scheduled_at"] is not None
-        message = OutboundMessage(
-            **cleaned,
-            status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
-            task_id="" if scheduled else str(uuid.uuid4()),
-            created_by=created_by,
-            created_at=now,
-            updated_at=now,
-        )
+        message = _new_message(cleaned, created_by=created_by, created_at=now, updated_at=now)
         accepted.append(message)
         results.append(BulkItemResult(message=message))
     if accepted:
