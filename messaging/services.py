@@ -28,6 +28,8 @@ log = logging.getLogger("messaging")
 
 SEND_TASK_NAME = "send_transactional_message"
 IDEMPOTENCY_KEY_MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
+# Far enough for any reminder; near enough that a typo (year 9999) is caught instead of stored.
+MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -62,6 +64,8 @@ def validate_message(*, phone: str, text: str, instance: str | None, scheduled_a
             scheduled_at = timezone.make_aware(scheduled_at)
         if scheduled_at <= timezone.now():
             errors["scheduled_at"] = ["The send time must be in the future."]
+        elif scheduled_at > timezone.now() + MAX_SCHEDULE_AHEAD:
+            errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
     cleaned["scheduled_at"] = scheduled_at
     if errors:
         raise ValidationError(errors)
@@ -84,9 +88,9 @@ def accept_message(
     nothing is created. A scheduled message waits in the database until beat dispatches it.
     """
     idempotency_key = (idempotency_key or "").strip() or None
-    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+    if idempotency_key and (len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH or not idempotency_key.isprintable()):
         raise ValidationError(
-            {"idempotency_key": [f"Ensure this key has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+            {"idempotency_key": [f"Use up to {IDEMPOTENCY_KEY_MAX_LENGTH} printable characters."]}
         )
     if idempotency_key:
         existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()

@@ -1,3 +1,6 @@
+import re
+from datetime import timezone as dt_timezone
+
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
@@ -72,16 +75,31 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
                 errors[field] = ["This field is required."]
         elif not isinstance(value, str):
             errors[field] = ["Not a valid string."]
+        elif problem := _unstorable_text(value):
+            errors[field] = [problem]
         else:
             values[service_name] = value
     scheduled_at = raw.get("scheduled_at")
     if scheduled_at is not None:
         try:
             parsed = parse_datetime(scheduled_at) if isinstance(scheduled_at, str) else None
-        except ValueError:  # well formed but not a real date, e.g. month 13
+            if parsed is not None and parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt_timezone.utc)  # as DRF does; PostgreSQL refuses offsets past 15:59
+        except (ValueError, OverflowError):  # not a real date (month 13), or out of range once in UTC
             parsed = None
         if parsed is None:
             errors["scheduled_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
         else:
             values["scheduled_at"] = parsed
     return (None, errors) if errors else (values, None)
+
+
+_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(value: str) -> str | None:
+    """The checks DRF's CharField makes: PostgreSQL cannot store NUL, and lone surrogates are not UTF-8."""
+    found = _NUL_OR_SURROGATE.search(value)
+    if found is None:
+        return None
+    return "Null characters are not allowed." if found.group() == "\x00" else "Surrogate characters are not allowed."

@@ -58,6 +58,16 @@ class MessageCursorPagination(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 500
 
+    def decode_cursor(self, request):
+        # DRF trusts a well-encoded cursor's position to be a number; a forged one must be a 404, not a 500.
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                int(cursor.position)
+            return cursor
+        except (TypeError, ValueError):
+            raise NotFound(self.invalid_cursor_message)
+
 
 # Building a ModelSerializer's fields costs more than rendering them; POST /messages renders with one instance
 # built once per process (to_representation only reads the fields, so threads can share it).
@@ -157,6 +167,8 @@ class MessageDetailView(APIView):
 class TaskView(APIView):
     @extend_schema(summary="Celery state and result of a send task", responses=OpenApiTypes.OBJECT)
     def get(self, request, task_id: str):
+        if len(task_id) > 255 or not task_id.isprintable():
+            raise NotFound("No such task.")  # no Celery id looks like this, and PostgreSQL cannot compare NUL
         result = AsyncResult(task_id)
         value = result.result
         if isinstance(value, BaseException):

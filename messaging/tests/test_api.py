@@ -170,3 +170,29 @@ def test_health_is_503_when_the_instance_is_disconnected(client, sandbox_setting
     assert response.status_code == 503
     assert response.json()["checks"]["evolution"]["status"] == "error"
     assert response.json()["checks"]["database"]["status"] == "ok"
+
+
+def test_a_forged_cursor_is_a_404_not_a_server_error(api, sandbox_settings):
+    import base64
+
+    cursor = base64.b64encode(b"p=abc").decode()
+    response = api.get("/messages", {"cursor": cursor})
+    assert response.status_code == 404
+    assert response.json()["success"] is False
+
+
+def test_a_task_id_with_a_null_character_is_a_404(api, sandbox_settings):
+    assert api.get("/tasks/%00").status_code == 404
+
+
+def test_an_idempotency_key_with_control_characters_is_a_400(api, sandbox_settings):
+    response = post(api, {"phone": "+5511987654321", "message": "hi"}, HTTP_IDEMPOTENCY_KEY="a\x00b")
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_a_send_time_years_away_is_a_400(api, sandbox_settings):
+    response = post(api, {"phone": "+5511987654321", "message": "hi", "scheduled_at": "2099-01-01T10:00:00Z"})
+    assert response.status_code == 400
+    assert "scheduled_at" in response.json()["error"]["fields"]

@@ -121,3 +121,28 @@ def test_a_full_batch_of_the_longest_texts_is_accepted(api, sandbox_settings):
     assert response.status_code == 202, response.content[:300]
     assert response.json()["accepted"] == 1000
     assert OutboundMessage.objects.count() == 1000
+
+
+@pytest.mark.parametrize(
+    "bad_item, field",
+    [
+        ({"phone": "+55 11 98765-4322", "message": "hi", "instance_name": "\ud800"}, "instance_name"),
+        ({"phone": "+55 11 98765-4322", "message": "a\x00b"}, "message"),
+        ({"phone": "+55 11 98765-4322", "message": "a\ud800b"}, "message"),
+        ({"phone": "+55 11 98765-4322", "message": "hi", "scheduled_at": "2030-01-01T10:00:00+23:59"}, None),
+        ({"phone": "+55 11 98765-4322", "message": "hi", "scheduled_at": "9999-12-31T23:59:59-14:00"}, "scheduled_at"),
+    ],
+)
+@pytest.mark.django_db
+def test_text_and_times_postgresql_cannot_store_are_rejected_per_item_not_a_server_error(api, sandbox_settings, bad_item, field):
+    response = post_bulk(api, [{"phone": "+55 11 98765-4321", "message": "fine"}, bad_item])
+    assert response.status_code == 202, response.content[:300]
+    results = response.json()["results"]
+    assert "id" in results[0]
+    if field is None:  # an offset PostgreSQL refuses is still a valid instant: stored in UTC
+        assert "id" in results[1]
+        assert OutboundMessage.objects.get(pk=results[1]["id"]).scheduled_at.isoformat() == "2029-12-31T10:01:00+00:00"
+    else:
+        assert list(results[1]["errors"]) == [field]
+        assert OutboundMessage.objects.count() == 1
+    assert api.get("/messages").status_code == 200
