@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Embedded mode keeps its SQLite file and broker folders here (ignored by git).
@@ -174,6 +175,12 @@ MESSAGING_DEFAULT_REGION = os.environ.get("MESSAGING_DEFAULT_REGION", "") or Non
 # How often celery-beat looks for due scheduled messages, and when queued/sending work counts as stuck.
 MESSAGING_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("MESSAGING_DISPATCH_INTERVAL_SECONDS", "5"))
 MESSAGING_STUCK_AFTER_SECONDS = int(os.environ.get("MESSAGING_STUCK_AFTER_SECONDS", "300"))
+# A send must always end before the sweeper may take it for dead, or the message could go out twice.
+if MESSAGING_STUCK_AFTER_SECONDS <= 4 * (EVOLUTION_TIMEOUT_SECONDS + EVOLUTION_CONNECT_TIMEOUT_SECONDS):
+    raise ImproperlyConfigured(
+        "MESSAGING_STUCK_AFTER_SECONDS must be more than 4 x (EVOLUTION_TIMEOUT_SECONDS + "
+        "EVOLUTION_CONNECT_TIMEOUT_SECONDS)"
+    )
 
 # --- Celery --------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

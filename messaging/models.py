@@ -42,10 +42,13 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
-    def mark_sent(self, pk: int, *, evolution_message_id: str, remote_jid: str) -> bool:
+    # The outcome of a send is written only by the attempt that still owns the claim: a worker the sweeper gave up
+    # on (its attempt was marked interrupted and a newer one claimed the row) must not overwrite the newer state.
+
+    def mark_sent(self, pk: int, *, attempt: int, evolution_message_id: str, remote_jid: str) -> bool:
         now = timezone.now()
         return bool(
-            self.filter(pk=pk, status=MessageStatus.SENDING).update(
+            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
                 status=MessageStatus.SENT,
                 evolution_message_id=evolution_message_id,
                 remote_jid=remote_jid,
@@ -58,9 +61,9 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
-    def mark_retrying(self, pk: int, *, error_kind: str, error: str, next_attempt_at) -> bool:
+    def mark_retrying(self, pk: int, *, attempt: int, error_kind: str, error: str, next_attempt_at) -> bool:
         return bool(
-            self.filter(pk=pk, status=MessageStatus.SENDING).update(
+            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
                 status=MessageStatus.RETRYING,
                 last_error_kind=error_kind,
                 last_error=error,
@@ -69,10 +72,10 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
-    def mark_failed(self, pk: int, *, error_kind: str, error: str, from_statuses=(MessageStatus.SENDING,)) -> bool:
+    def mark_failed(self, pk: int, *, attempt: int, error_kind: str, error: str) -> bool:
         now = timezone.now()
         return bool(
-            self.filter(pk=pk, status__in=from_statuses).update(
+            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
                 status=MessageStatus.FAILED,
                 last_error_kind=error_kind,
                 last_error=error,

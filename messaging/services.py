@@ -5,6 +5,7 @@ enqueue after commit, claim before send) holds whoever asks.
 """
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.celery import TRANSACTIONAL_QUEUE
-from evolution.client import EvolutionError, SentMessage, get_client
+from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
 from messaging import metrics
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from messaging.phones import normalize_phone
@@ -278,6 +279,7 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
     attempt that may have reached WhatsApp (timeout, reset, worker crash) the next one asks findMessages first
     and does not send again if WhatsApp already has it.
     """
+    claimed_at = time.monotonic()
     if not OutboundMessage.objects.claim_for_sending(message_id):
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
@@ -291,10 +293,40 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
         if must_reconcile:
             found = _find_already_sent(client, message)
             checked = True
+        if found is None:
+            _ensure_time_to_send(claimed_at)
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
+        last_try = not (error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES)
+        if last_try and error.maybe_sent:
+            # Before giving up for good, ask once more: a timed-out last try may have gone out, and a "failed"
+            # message invites an operator to resend it.
+            found = _find_quietly(client, message)
+            if found is not None:
+                return _record_success(message, attempt, found, reconciled=True)
         return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
     return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+def _ensure_time_to_send(claimed_at: float) -> None:
+    """Refuse to start a send that could still be running when the sweeper takes this claim for dead.
+
+    The sweeper re-queues a message that has been `sending` for MESSAGING_STUCK_AFTER_SECONDS; if this worker
+    were still inside its HTTP call then, the next attempt could send the message a second time. A send takes
+    at most the connect plus the read timeout, so it may only start while that much time is left.
+    """
+    longest_send = settings.EVOLUTION_CONNECT_TIMEOUT_SECONDS + settings.EVOLUTION_TIMEOUT_SECONDS
+    if time.monotonic() - claimed_at > settings.MESSAGING_STUCK_AFTER_SECONDS - 2 * longest_send:
+        raise TemporaryError(
+            "checking Evolution API before resending took too long; not sending in this attempt", kind="timeout"
+        )
+
+
+def _find_quietly(client, message: OutboundMessage) -> SentMessage | None:
+    try:
+        return _find_already_sent(client, message)
+    except EvolutionError:
+        return None
 
 
 # Evolution stamps messages with its own clock; allow for skew between its host and ours.
@@ -333,7 +365,7 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
             reconciled=reconciled,
         )
         owned = OutboundMessage.objects.mark_sent(
-            message.pk, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid
+            message.pk, attempt=attempt.number, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid
         )
     if not owned:
         log.warning("message=%s attempt=%s sent but the row had moved on; left as it is", message.pk, attempt.number)
@@ -365,11 +397,21 @@ def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: b
             maybe_sent=error.maybe_sent or still_unknown,
         )
         if retry:
-            OutboundMessage.objects.mark_retrying(
-                message.pk, error_kind=error.kind, error=error.detail, next_attempt_at=now + timedelta(seconds=delay)
+            owned = OutboundMessage.objects.mark_retrying(
+                message.pk,
+                attempt=attempt.number,
+                error_kind=error.kind,
+                error=error.detail,
+                next_attempt_at=now + timedelta(seconds=delay),
             )
         else:
-            OutboundMessage.objects.mark_failed(message.pk, error_kind=error.kind, error=error.detail)
+            owned = OutboundMessage.objects.mark_failed(
+                message.pk, attempt=attempt.number, error_kind=error.kind, error=error.detail
+            )
+    if not owned:
+        # The sweeper gave this attempt up for lost and a newer one owns the message: leave it to that one.
+        log.warning("message=%s attempt=%s failed after the row had moved on; left as it is", message.pk, attempt.number)
+        return SendOutcome(message_id=message.pk, status="skipped", attempt=attempt.number)
     metrics.attempt_finished(
         instance=message.instance,
         outcome=AttemptOutcome.TEMPORARY_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR,

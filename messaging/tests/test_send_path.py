@@ -237,3 +237,38 @@ def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_
     assert recovered.attempts.get(number=2).reconciled is False  # it was really sent, not taken for the other
     assert recovered.evolution_message_id != OutboundMessage.objects.get(pk=earlier.pk).evolution_message_id
     assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 2
+
+
+def test_a_worker_the_sweeper_gave_up_on_cannot_overwrite_the_newer_attempt(sandbox_settings):
+    message, _ = services.accept_message(phone="+5511987654321", text="slow gateway")
+    assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker A, attempt 1, then stuck in its call
+    SendAttempt.objects.create(message=message, number=1)
+    OutboundMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert services.requeue_stuck_messages()["interrupted"] == 1
+    assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker B, attempt 2
+
+    # A's call finally fails: its outcome must not move B's message.
+    assert not OutboundMessage.objects.mark_retrying(
+        message.pk, attempt=1, error_kind="timeout", error="late", next_attempt_at=timezone.now()
+    )
+    assert not OutboundMessage.objects.mark_sent(message.pk, attempt=1, evolution_message_id="X", remote_jid="Y")
+    assert not OutboundMessage.objects.claim_for_sending(message.pk)  # so no third worker gets in
+    assert OutboundMessage.objects.get(pk=message.pk).attempt_count == 2
+
+
+def test_a_send_that_could_outlast_the_stuck_cutoff_is_not_started(sandbox_settings, evolution_sandbox):
+    sandbox_settings.MESSAGING_STUCK_AFTER_SECONDS = 1  # less than a send may take: never start one
+    message, _ = services.accept_message(phone="+5511987654321", text="too late")
+    assert services.send_message(message_id=message.pk).status == MessageStatus.RETRYING
+    assert message.attempts.get().error_kind == "timeout"
+    assert sandbox_copies(evolution_sandbox, "5511987654321") == []
+
+
+def test_a_last_try_that_timed_out_but_went_out_ends_sent_not_failed(sandbox_settings, evolution_sandbox):
+    sandbox_settings.MESSAGING_MAX_RETRIES = 0
+    sandbox_settings.EVOLUTION_TIMEOUT_SECONDS = 0.5  # the sandbox holds ...0408 answers longer than this
+    message, _ = services.accept_message(phone="+55 11 98765-0408", text="last chance")
+    assert services.send_message(message_id=message.pk).status == MessageStatus.SENT
+    attempt = message.attempts.get()
+    assert (attempt.outcome, attempt.reconciled) == (AttemptOutcome.SENT, True)
+    assert len(sandbox_copies(evolution_sandbox, "5511987650408")) == 1
