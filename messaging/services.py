@@ -532,12 +532,13 @@ def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
 # --- operator actions: resend, retry failed, and batches for the admin -------------------------------------------
 
 RESENDABLE_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED)
+RESERVED_KEY_PREFIX = "console:"  # idempotency keys the console makes itself; the API refuses them from clients
 
 
 def resend_key(original_id: int) -> str:
     """The idempotency key of the resend of a message. One per original: a double-clicked or repeated resend
     finds the first copy instead of making a second one. To send it yet again, resend the resend."""
-    return f"console:resend-of:{original_id}"
+    return f"{RESERVED_KEY_PREFIX}resend-of:{original_id}"
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ class MessageListCreateView(ListAPIView):
     )
     def post(self, request):
         idempotency_key = request.headers.get("Idempotency-Key") or None
+        if idempotency_key and idempotency_key.startswith(services.RESERVED_KEY_PREFIX):
+            # The console's own keys (the admin's resends) live there; a client's must not collide with them.
+            raise ValidationError({"Idempotency-Key": [f'Keys starting with "{services.RESERVED_KEY_PREFIX}" are reserved.']})
         log.info("POST /messages received user=%s idempotency_key=%s", request.user.pk, idempotency_key)
         body = MessageCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)

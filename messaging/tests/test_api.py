@@ -196,3 +196,10 @@ def test_a_send_time_years_away_is_a_400(api, sandbox_settings):
     response = post(api, {"phone": "+5511987654321", "message": "hi", "scheduled_at": "2099-01-01T10:00:00Z"})
     assert response.status_code == 400
     assert "scheduled_at" in response.json()["error"]["fields"]
+
+
+def test_a_client_cannot_use_the_consoles_reserved_idempotency_keys(api, sandbox_settings):
+    response = post(api, {"phone": "+5511987654321", "message": "hi"}, HTTP_IDEMPOTENCY_KEY="console:resend-of:1")
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+    assert OutboundMessage.objects.count() == 0
