@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness  # noqa: E402
-from bench.ingest import check_rows_and_queue, serve, wrk  # noqa: E402
+from bench.ingest import measure  # noqa: E402
 
 
 def bulk_body(size: int) -> dict:
@@ -28,28 +28,15 @@ def bulk_body(size: int) -> dict:
 
 
 def one_run(index: int, *, connections: int, duration: float, batch: int) -> dict:
-    harness.reset_state()
-    token = harness.bench_token()
-    body = bulk_body(batch)
-    with harness.processes(f"bulk-{index}") as group:
-        port = serve(group, "gunicorn")
-        wrk(port, token=token, body=body, path="/messages/bulk", connections=connections, duration=2)  # warm-up
-        time.sleep(2)
-        harness.reset_state()
-        result = wrk(port, token=token, body=body, path="/messages/bulk", connections=connections, duration=duration)
-    seconds = result["duration_us"] / 1e6
-    in_flight = result["sent"] - result["ok"] - result["non_2xx"]
-    run = {
-        "messages_per_s": round(result["ok"] * batch / seconds, 1),
-        "requests_per_s": round(result["ok"] / seconds, 2),
-        "p50_ms": result["p50_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
-        "non_2xx": result["non_2xx"],
-        "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
-        **check_rows_and_queue(result["ok"] * batch, in_flight * batch),
+    run = measure(
+        f"bulk-{index}", path="/messages/bulk", body=bulk_body(batch), connections=connections, duration=duration,
+        messages_per_request=batch,
+    )
+    return {
+        "messages_per_s": round(run["answers_2xx"] * batch / run["seconds"], 1),
+        "requests_per_s": round(run["answers_2xx"] / run["seconds"], 2),
+        **run,
     }
-    run["checks_ok"] = run["rows_match_2xx"] and run["every_row_enqueued_once"] and run["non_2xx"] == 0
-    return run
 
 
 def main(argv=None) -> dict:

@@ -38,7 +38,7 @@ def wrk(port: int, *, token: str, body: dict | list, path: str, connections: int
     env = harness.child_env(BENCH_TOKEN=token, BENCH_BODY_FILE=body_file.name, BENCH_PATH=path)
     try:
         completed = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s",
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "10s",
              "-s", str(LUA), f"http://127.0.0.1:{port}{path}"],
             env=env, capture_output=True, text=True, timeout=duration + 60, check=True,
         )
@@ -67,27 +67,33 @@ def check_rows_and_queue(answered_2xx: int, in_flight: int) -> dict:
     }
 
 
-def one_run(index: int, *, connections: int, duration: float) -> dict:
+def measure(label: str, *, path: str, body: dict, connections: int, duration: float, messages_per_request: int = 1) -> dict:
+    """One warmed-up wrk run against gunicorn, then the checks. Shared by the single and the bulk benchmark."""
     harness.reset_state()
     token = harness.bench_token()
-    with harness.processes(f"ingest-{index}") as group:
+    with harness.processes(label) as group:
         port = serve(group, "gunicorn")
-        wrk(port, token=token, body=ONE_MESSAGE, path="/messages", connections=connections, duration=2)  # warm-up
-        time.sleep(1)  # let the warm-up's last requests finish before the tables are emptied
+        wrk(port, token=token, body=body, path=path, connections=connections, duration=2)  # warm-up
+        time.sleep(2)  # let the warm-up's last requests finish before the tables are emptied
         harness.reset_state()
-        result = wrk(port, token=token, body=ONE_MESSAGE, path="/messages", connections=connections, duration=duration)
-    seconds = result["duration_us"] / 1e6
+        result = wrk(port, token=token, body=body, path=path, connections=connections, duration=duration)
+    in_flight = result["sent"] - result["ok"] - result["non_2xx"]
     run = {
-        "accepted_per_s": round(result["ok"] / seconds, 1),
+        "seconds": result["duration_us"] / 1e6,
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "non_2xx": result["non_2xx"],
         "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
         "answers_2xx": result["ok"],
-        **check_rows_and_queue(result["ok"], result["sent"] - result["ok"] - result["non_2xx"]),
+        **check_rows_and_queue(result["ok"] * messages_per_request, in_flight * messages_per_request),
     }
     run["checks_ok"] = run["rows_match_2xx"] and run["every_row_enqueued_once"] and run["non_2xx"] == 0
     return run
+
+
+def one_run(index: int, *, connections: int, duration: float) -> dict:
+    run = measure(f"ingest-{index}", path="/messages", body=ONE_MESSAGE, connections=connections, duration=duration)
+    return {"accepted_per_s": round(run["answers_2xx"] / run["seconds"], 1), **run}
 
 
 def main(argv=None) -> dict:
