@@ -284,6 +284,15 @@ def test_compose_schedules_in_the_operators_time_zone(admin_client):
     assert "10:00" in html(admin_client.get(page(message.pk)))
 
 
+def test_compose_reads_the_time_zone_cookie_as_a_browser_sends_it(admin_client):
+    # The admin's page stores the zone with encodeURIComponent, so the browser sends "America%2FSao_Paulo".
+    admin_client.cookies["operator_tz"] = "America%2FSao_Paulo"
+    year = timezone.now().year + 1
+    compose(admin_client, scheduled_at_0=f"{year}-03-10", scheduled_at_1="09:00")
+    message = OutboundMessage.objects.get()
+    assert message.scheduled_at == datetime(year, 3, 10, 12, 0, tzinfo=ZoneInfo("UTC"))
+
+
 def test_a_double_submitted_compose_form_makes_one_message(admin_client):
     compose(admin_client, compose_token="same-form")
     compose(admin_client, compose_token="same-form")
