@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.text import Truncator
 
+from evolution.instances import instance_states
 from messaging import dashboard, selectors, services
 from messaging.models import CANCELLABLE_STATUSES, AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from messaging.paginators import EstimatedCountPaginator
@@ -492,7 +493,7 @@ def dashboard_context(now) -> dict:
         for row in dashboard.top_failure_reasons(now=now)
     ]
     instances = [
-        {**state, "url": changelist_url(instance=state["name"])} for state in dashboard.instance_states()
+        {**state, "url": changelist_url(instance=state["name"])} for state in instance_states()
     ]
     return {
         "now": local_now,

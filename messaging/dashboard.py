@@ -3,31 +3,25 @@
 - counts by status for the last hour/day/week: one pass over the last week through (status, created_at);
 - sent vs failed per hour for 24 hours: one GROUP BY through (status, finished_at);
 - top failure reasons of the day: one GROUP BY through (status, finished_at);
-- Evolution instance states: asked in parallel, bounded and cached for a few seconds;
 - broker queue depth: one passive queue_declare (Redis LLEN, or RabbitMQ's message count).
 """
 import logging
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE
-from messaging.health import instance_state
 from messaging.models import MessageStatus, OutboundMessage
 
 log = logging.getLogger("messaging.dashboard")
 
 WINDOWS = (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7)))
 WAITING_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING)
-INSTANCE_STATE_TIMEOUT_SECONDS = 2.0
-INSTANCE_STATE_CACHE_SECONDS = 15
 FAILURE_KINDS_CACHE_SECONDS = 300
 
 
@@ -115,34 +109,6 @@ def recent_failure_kinds() -> list[str]:
         )
         cache.set("dashboard:recent-failure-kinds", kinds, FAILURE_KINDS_CACHE_SECONDS)
     return kinds
-
-
-def instance_states() -> list[dict]:
-    """Evolution's connectionState for each configured instance. Asked in parallel and given at most
-    INSTANCE_STATE_TIMEOUT_SECONDS, so a hung gateway cannot hang the dashboard; cached briefly because
-    operators reload dashboards."""
-    names = list(settings.EVOLUTION_INSTANCES)
-    key = f"dashboard:instance-states:{settings.EVOLUTION_API_URL}:{','.join(names)}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    pool = ThreadPoolExecutor(max_workers=min(8, len(names)) or 1, thread_name_prefix="instance-state")
-    futures = {name: pool.submit(instance_state, name) for name in names}
-    wait(futures.values(), timeout=INSTANCE_STATE_TIMEOUT_SECONDS)
-    pool.shutdown(wait=False, cancel_futures=True)  # a late answer is dropped, not waited for
-    states = []
-    for name, future in futures.items():
-        if not future.done():
-            states.append({"name": name, "state": "no answer", "ok": False,
-                           "detail": f"no answer within {INSTANCE_STATE_TIMEOUT_SECONDS:g} s"})
-        elif future.exception() is not None:
-            error = future.exception()
-            states.append({"name": name, "state": "unreachable", "ok": False, "detail": str(error)[:200]})
-        else:
-            state = future.result()
-            states.append({"name": name, "state": state, "ok": state == "open", "detail": ""})
-    cache.set(key, states, INSTANCE_STATE_CACHE_SECONDS)
-    return states
 
 
 def queue_depths() -> dict[str, int | None]:

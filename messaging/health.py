@@ -5,7 +5,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection
 
-from evolution.client import EvolutionError, get_client
+from evolution.client import EvolutionError
+from evolution.instances import instance_state
 
 
 def _timed(check) -> dict:
@@ -28,11 +29,6 @@ def _broker() -> str:
     with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
         return conn.transport.driver_type
-
-
-def instance_state(instance: str) -> str:
-    """Evolution's connectionState for one instance ("open", "close", "connecting"), raising EvolutionError."""
-    return get_client().connection_state(instance=instance)
 
 
 def _evolution() -> str:

@@ -1,4 +1,5 @@
-"""The operator's management commands: send_test_message, evolution_status, requeue_stuck, purge_old_attempts."""
+"""The operator's management commands: send_test_message, requeue_stuck, purge_old_attempts (evolution_status is
+tested in evolution/tests/test_instances.py)."""
 from datetime import timedelta
 from io import StringIO
 
@@ -18,13 +19,6 @@ def run(*args) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def evolution(sandbox_settings, evolution_sandbox):
-    """The sandbox with both of its instances configured, both open."""
-    sandbox_settings.EVOLUTION_INSTANCES = [evolution_sandbox.instance, evolution_sandbox.other_instance]
-    return evolution_sandbox
 
 
 @pytest.fixture
@@ -109,34 +103,6 @@ def test_hours_cut_closer_than_days():
 
     assert list(SendAttempt.objects.values_list("pk", flat=True)) == [kept.pk]
     assert gone.pk != kept.pk
-
-
-# --- evolution_status -----------------------------------------------------------------------------------------
-
-
-def test_it_prints_each_instance_state_and_succeeds_when_all_are_open(evolution):
-    output = run("evolution_status")
-
-    assert "console: open" in output and "sales: open" in output
-
-
-def test_it_fails_naming_the_instances_that_are_not_open(evolution):
-    evolution.set_state("close", instance="sales")
-    out = StringIO()
-
-    with pytest.raises(CommandError, match="not open: sales"):
-        call_command("evolution_status", stdout=out)
-    assert "sales: close" in out.getvalue()
-
-
-def test_an_unreachable_evolution_is_reported_not_raised(settings):
-    settings.EVOLUTION_API_URL = "http://127.0.0.1:1"  # nothing listens there
-    settings.EVOLUTION_INSTANCES = ["console"]
-    out = StringIO()
-
-    with pytest.raises(CommandError, match="not open: console"):
-        call_command("evolution_status", stdout=out)
-    assert "console: unreachable (connection_error" in out.getvalue()
 
 
 # --- requeue_stuck --------------------------------------------------------------------------------------------

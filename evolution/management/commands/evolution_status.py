@@ -3,7 +3,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from evolution.client import EvolutionError
-from messaging.health import instance_state
+from evolution.instances import instance_state
 
 
 class Command(BaseCommand):
