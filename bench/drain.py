@@ -28,7 +28,7 @@ def start_sandbox(group: harness.Processes, latency_ms: int) -> str:
         [harness.PYTHON, "manage.py", "evolution_sandbox", "--host", "127.0.0.1", "--port", str(port),
          "--api-key", harness.API_KEY, "--instances", harness.INSTANCE, "--latency-ms", str(latency_ms), "--quiet"],
     )
-    harness.wait_until(lambda: process.poll() is None and harness.port_answers(port), timeout=30, what="sandbox")
+    harness.wait_for(lambda: process.poll() is None and harness.port_answers(port), timeout=30, what="sandbox")
     return f"http://127.0.0.1:{port}"
 
 

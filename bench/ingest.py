@@ -28,7 +28,7 @@ def serve(group: harness.Processes, name: str) -> int:
     port = harness.free_port()
     argv = [str(harness.BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", *harness.GUNICORN_ARGS]
     process = group.start(name, argv)
-    harness.wait_until(lambda: process.poll() is None and harness.port_answers(port), timeout=30, what="gunicorn")
+    harness.wait_for(lambda: process.poll() is None and harness.port_answers(port), timeout=30, what="gunicorn")
     return port
 
 

@@ -7,7 +7,6 @@ the worker too. Everything is bounded and killed at the end.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,30 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django_celery_results.models import TaskResult
 from rest_framework.authtoken.models import Token
 
 from config.celery import app
 from config.tests.test_deploy import command_of, compose_with_defaults, dockerfile_cmd
-from conftest import wait_for
+from tests_support import database_url_of_the_test_database, free_port, wait_for
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "entry-commands-token"
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def database_url_of_the_test_database() -> str:
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 class Processes:

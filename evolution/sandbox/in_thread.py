@@ -2,25 +2,25 @@
 
     sandbox = run_in_thread(instances=["console"])
     ... EvolutionClient(base_url=sandbox.url, api_key=sandbox.api_key) ...
-    sandbox.reset()
     sandbox.stop()
+
+The tests steer it (reset, states, latency, inbound) with tests_support.SandboxControl, the same client they use
+for the sandbox started as a process.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
 
-import httpx
 from aiohttp import web
 
 from evolution.sandbox.server import build_app
 
 START_TIMEOUT_SECONDS = 10.0
-CONTROL_TIMEOUT_SECONDS = 10.0
 
 
 class RunningSandbox:
-    """A sandbox serving in a background thread. Control calls go over HTTP, like any other client's."""
+    """A sandbox serving in a background thread: where it listens, and how to stop it."""
 
     def __init__(self, *, url: str, api_key: str, instances: list[str], loop, thread):
         self.url = url
@@ -29,34 +29,11 @@ class RunningSandbox:
         self.instance = instances[0]  # the default instance
         self._loop, self._thread = loop, thread
 
-    def reset(self) -> None:
-        """Forget sent messages and failure counters; instances open, latency back to its start value."""
-        self._control("POST", "/_sandbox/reset")
-
-    def sent_messages(self, instance: str | None = None) -> list[dict]:
-        return self._control("GET", "/_sandbox/messages", params={"instance": instance} if instance else None)
-
-    def set_state(self, state: str, instance: str | None = None) -> None:
-        self._control("POST", f"/_sandbox/instances/{instance or self.instance}/state", json={"state": state})
-
-    def set_latency(self, latency_ms: int) -> None:
-        self._control("POST", "/_sandbox/latency", json={"latency_ms": latency_ms})
-
-    def inbound(self, *, number: str, text: str, push_name: str = "", instance: str | None = None) -> dict:
-        """Make a contact "write" to the instance: emits messages.upsert to the webhook and waits for it."""
-        body = {"instance": instance or self.instance, "number": number, "text": text, "push_name": push_name}
-        return self._control("POST", "/_sandbox/inbound", json=body)
-
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=START_TIMEOUT_SECONDS + 5)
-
-    def _control(self, method: str, path: str, **kwargs):
-        response = httpx.request(method, self.url + path, timeout=CONTROL_TIMEOUT_SECONDS, **kwargs)
-        response.raise_for_status()
-        return response.json()
 
 
 def run_in_thread(

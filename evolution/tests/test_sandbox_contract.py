@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -15,10 +14,9 @@ import httpx
 import pytest
 
 from evolution.client import EvolutionClient, PermanentError, SentMessage, TemporaryError
-from evolution.tests.conftest import start_sandbox
+from tests_support import free_port, start_sandbox_in_thread, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -37,15 +35,6 @@ def raw(sandbox):
 
 def send(raw, sandbox, body, *, headers=None, instance=None) -> httpx.Response:
     return raw.post(f"/message/sendText/{instance or sandbox.instance}", json=body, headers=headers)
-
-
-def wait_for(predicate, *, timeout: float = WAIT_SECONDS):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return value
 
 
 # --- sendText --------------------------------------------------------------------------------------------------
@@ -250,7 +239,7 @@ def test_a_closed_instance_reports_close_and_sends_fail_temporarily(sandbox, cli
 
 
 def test_fetch_instances_shows_the_global_key_every_instance_and_a_token_only_its_own():
-    extra = start_sandbox(api_key="global", instances=["first", "second"])
+    extra = start_sandbox_in_thread(api_key="global", instances=["first", "second"])
     try:
         rows = httpx.get(f"{extra.url}/instance/fetchInstances", headers={"apikey": "global"}).json()
         assert [row["name"] for row in rows] == ["first", "second"]
@@ -474,9 +463,7 @@ def test_inbound_emits_messages_upsert_from_the_contact(sandbox, raw, receiver):
 
 
 def test_a_failing_webhook_never_blocks_a_send(sandbox, raw, client, receiver):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}/gone"
+    dead_url = f"http://127.0.0.1:{free_port()}/gone"  # nothing listens there
     set_webhook(raw, sandbox, url=dead_url)
 
     started = time.monotonic()
@@ -486,12 +473,6 @@ def test_a_failing_webhook_never_blocks_a_send(sandbox, raw, client, receiver):
 
 
 # --- the management command ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_management_command_serves_the_sandbox_on_the_given_port():

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from conftest import wait_for
+from tests_support import wait_for
 from messaging import services
 from messaging.models import MessageStatus, OutboundMessage
 from messaging.tests.admin_fixtures import CHANGELIST, DASHBOARD, admin_static_files_and_cache, make_user  # noqa: F401

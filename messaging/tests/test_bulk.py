@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from tests_support import wait_for
 from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import services
 from messaging.models import AttemptOutcome, FINAL_STATUSES, MessageStatus, OutboundMessage

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from conftest import ROOT, wait_for
+from tests_support import ROOT, database_url_of_the_test_database, wait_for
 from messaging import services
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 
@@ -198,7 +198,7 @@ def test_a_message_accepted_while_the_broker_is_down_is_sent_once_it_is_back(cel
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": _url_of_test_database(),
+        "DATABASE_URL": database_url_of_the_test_database(),
         "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
         "EVOLUTION_INSTANCE_NAME": settings.EVOLUTION_INSTANCE_NAME,
     }
@@ -212,11 +212,6 @@ def test_a_message_accepted_while_the_broker_is_down_is_sent_once_it_is_back(cel
     assert services.requeue_stuck_messages()["queued"] == 1  # beat's sweeper, once the broker is back
     message = final(message_id)
     assert (message.status, message.attempt_count) == (MessageStatus.SENT, 1)
-
-
-def _url_of_test_database() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_one(celery_worker, evolution_sandbox):
