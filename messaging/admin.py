@@ -486,7 +486,7 @@ def dashboard_context(now) -> dict:
          "url": changelist_url(created_at__gte=since[name].isoformat())}
         for name, _ in dashboard.WINDOWS
     ]
-    waiting = dashboard.waiting_counts()
+    waiting = selectors.in_flight_counts()
     day_ago = (now - timedelta(days=1)).isoformat()
     reasons = [
         {**row, "url": changelist_url(status="failed", last_error_kind=row["last_error_kind"], finished_at__gte=day_ago)}
@@ -506,7 +506,7 @@ def dashboard_context(now) -> dict:
         "chart": hourly_chart(dashboard.sent_and_failed_by_hour(now=now)),
         "reasons": reasons,
         "instances": instances,
-        "queues": [{"name": name, "depth": depth} for name, depth in dashboard.queue_depths().items()],
+        "queues": [{"name": name, "depth": depth} for name, depth in selectors.queue_depths().items()],
         "changelist_url": changelist_url(),
     }
 

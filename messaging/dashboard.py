@@ -3,25 +3,18 @@
 - counts by status for the last hour/day/week: one pass over the last week through (status, created_at);
 - sent vs failed per hour for 24 hours: one GROUP BY through (status, finished_at);
 - top failure reasons of the day: one GROUP BY through (status, finished_at);
-- broker queue depth: one passive queue_declare (Redis LLEN, or RabbitMQ's message count).
 """
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery import current_app
 from django.core.cache import cache
 from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE
 from messaging.models import MessageStatus, OutboundMessage
 
-log = logging.getLogger("messaging.dashboard")
-
 WINDOWS = (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7)))
-WAITING_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING)
 FAILURE_KINDS_CACHE_SECONDS = 300
 
 
@@ -40,14 +33,6 @@ def status_counts(*, now: datetime) -> dict[str, dict[str, int]]:
     counts = {status: {name: 0 for name, _ in WINDOWS} for status in MessageStatus.values}
     for row in rows:
         counts[row["status"]] = {name: row[name] for name, _ in WINDOWS}
-    return counts
-
-
-def waiting_counts() -> dict[str, int]:
-    """How many messages are waiting or in flight right now, whatever their age."""
-    rows = OutboundMessage.objects.filter(status__in=WAITING_STATUSES).order_by().values("status").annotate(n=Count("*"))
-    counts = {status: 0 for status in WAITING_STATUSES}
-    counts.update({row["status"]: row["n"] for row in rows})
     return counts
 
 
@@ -109,26 +94,3 @@ def recent_failure_kinds() -> list[str]:
         )
         cache.set("dashboard:recent-failure-kinds", kinds, FAILURE_KINDS_CACHE_SECONDS)
     return kinds
-
-
-def queue_depths() -> dict[str, int | None]:
-    """Messages waiting in each broker queue (not counting tasks a worker has already reserved).
-
-    A passive ``queue_declare`` reads the count without creating anything, on Redis (LLEN of the queue's lists)
-    and RabbitMQ alike. A queue no one has declared yet is empty. None means the broker did not answer.
-    """
-    depths: dict[str, int | None] = {}
-    try:
-        with current_app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-            for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE):
-                # A channel per queue: on AMQP a failed passive declare closes the channel it ran on.
-                with conn.channel() as channel:
-                    try:
-                        depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-                    except conn.channel_errors:  # 404 NOT_FOUND: never declared, so nothing was ever put in it
-                        depths[queue] = 0
-    except Exception as error:  # the dashboard reports a broker outage, it does not fail on one
-        log.warning("queue depth unavailable: %s", error)
-        return {queue: None for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE)}
-    return depths

@@ -7,18 +7,18 @@ added with HINCRBY to one hash, so one scrape of any web process sees the totals
 survive restarts. Counting rows at scrape time was the other candidate; it is a sequential scan over millions
 of attempts and goes backwards when old attempts are purged, which a Prometheus counter must never do.
 
-Recording never raises: a metrics outage must not fail a send. Reading happens only when /metrics is scraped.
+Recording never raises: a metrics outage must not fail a send. Reading happens only when /metrics is scraped
+(messaging/api/metrics.py serves it); the gauges come from the same selectors as the admin's dashboard.
 """
-import hmac
-import ipaddress
 import logging
 import threading
 import time
 
 from django.conf import settings
-from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from messaging import selectors
 
 log = logging.getLogger(__name__)
 
@@ -193,52 +193,23 @@ def _histogram_family(stored: dict[str, float]) -> HistogramMetricFamily:
 
 
 def _queue_depth_family() -> GaugeMetricFamily:
-    from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
-
     family = GaugeMetricFamily(
         "console_queue_messages",
         "Tasks waiting in the broker, per queue (tasks already reserved by a worker are not counted).",
         labels=["queue"],
     )
-    try:
-        with app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-            channel = conn.default_channel
-            for queue in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE):
-                family.add_metric([queue], _queue_length(channel, queue))
-    except Exception as error:
-        _warn(f"queue depth not read: {type(error).__name__}: {error}")
+    for queue, depth in selectors.queue_depths().items():
+        if depth is not None:  # the broker did not answer: no sample, rather than a false zero
+            family.add_metric([queue], depth)
     return family
 
 
-def _queue_length(channel, queue: str) -> int:
-    from kombu.exceptions import ChannelError
-
-    try:
-        # passive: only ask, never create. Works the same for Redis and AMQP brokers.
-        return channel.queue_declare(queue=queue, passive=True).message_count
-    except ChannelError:
-        return 0  # Redis drops an empty list, so a queue that does not exist yet is an empty one
-
-
 def _in_flight_family() -> GaugeMetricFamily:
-    from django.db.models import Count
-
-    from messaging.models import FINAL_STATUSES, MessageStatus, OutboundMessage
-
     family = GaugeMetricFamily(
         "console_messages_in_status", "Messages not yet final, by status (from the database).", labels=["status"]
     )
-    open_statuses = [status for status in MessageStatus.values if status not in FINAL_STATUSES]
-    # Only the few unfinished rows are counted, through the (status, created_at) index.
-    counts = dict(
-        OutboundMessage.objects.filter(status__in=open_statuses)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("id"))
-    )
-    for status in open_statuses:
-        family.add_metric([status], counts.get(status, 0))
+    for status, count in selectors.in_flight_counts().items():
+        family.add_metric([status], count)
     return family
 
 
@@ -248,26 +219,3 @@ _registry.register(ConsoleCollector())
 
 def render() -> bytes:
     return generate_latest(_registry)
-
-
-# --- the /metrics view ---------------------------------------------------------------------------------------
-
-
-def metrics_view(request):
-    """Prometheus text format. Needs the bearer token when METRICS_TOKEN is set; otherwise loopback only."""
-    if not _may_scrape(request):
-        return HttpResponse("Forbidden: send Authorization: Bearer <METRICS_TOKEN>.\n", status=403, content_type="text/plain")
-    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
-
-
-def _may_scrape(request) -> bool:
-    token = settings.METRICS_TOKEN
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-    if "X-Forwarded-For" in request.headers or "X-Real-Ip" in request.headers:
-        return False  # came through a proxy: the loopback address is the proxy's, not the client's
-    try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
-    except ValueError:
-        return False

@@ -67,3 +67,54 @@ def search_messages(messages: QuerySet, term: str) -> QuerySet:
     for word in term.split():
         messages = messages.filter(text__icontains=word.strip('"'))
     return messages
+
+
+# --- operations: what is waiting right now, read by the dashboard and by /metrics alike -----------------------
+
+import logging  # noqa: E402  (this section's own imports, kept beside the only code that needs them)
+
+from celery import current_app  # noqa: E402
+from django.db.models import Count  # noqa: E402
+
+from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE  # noqa: E402
+from messaging.models import FINAL_STATUSES, MessageStatus  # noqa: E402
+
+BROKER_QUEUES = (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE)
+IN_FLIGHT_STATUSES = tuple(status for status in MessageStatus.values if status not in FINAL_STATUSES)
+
+_log = logging.getLogger("messaging.selectors")
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Tasks waiting in each broker queue (not counting tasks a worker has already reserved).
+
+    A passive ``queue_declare`` reads the count without creating anything, on Redis (LLEN of the queue's lists)
+    and RabbitMQ alike. A queue no one has declared yet is empty. None means the broker did not answer.
+    """
+    depths: dict[str, int | None] = {}
+    try:
+        with current_app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            for queue in BROKER_QUEUES:
+                # A channel per queue: on AMQP a failed passive declare closes the channel it ran on, and every
+                # later declare on that channel would fail too.
+                with conn.channel() as channel:
+                    try:
+                        depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    except conn.channel_errors:  # 404 NOT_FOUND: never declared, so nothing was ever put in it
+                        depths[queue] = 0
+    except Exception as error:  # callers report a broker outage, they do not fail on one
+        _log.warning("queue depth unavailable: %s: %s", type(error).__name__, error)
+        return {queue: None for queue in BROKER_QUEUES}
+    return depths
+
+
+def in_flight_counts() -> dict[str, int]:
+    """Messages not final yet (scheduled, queued, sending, retrying), by status, whatever their age.
+
+    Only the few unfinished rows are read, through the (status, created_at) index.
+    """
+    rows = (
+        OutboundMessage.objects.filter(status__in=IN_FLIGHT_STATUSES).order_by().values_list("status").annotate(n=Count("*"))
+    )
+    return {status: 0 for status in IN_FLIGHT_STATUSES} | dict(rows)

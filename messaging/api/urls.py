@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messaging.api import views
+from messaging.api import metrics, views
 
 urlpatterns = [
     path("", views.RootView.as_view(), name="root"),
@@ -9,4 +9,5 @@ urlpatterns = [
     path("messages/bulk", views.MessageBulkCreateView.as_view(), name="messages-bulk"),
     path("messages/<int:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
     path("tasks/<str:task_id>", views.TaskView.as_view(), name="task-detail"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

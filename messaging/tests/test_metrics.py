@@ -10,7 +10,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.celery import TRANSACTIONAL_QUEUE, app
+from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import services
 from messaging.models import MessageStatus
 
@@ -113,6 +113,42 @@ def test_queue_depth_counts_tasks_waiting_in_the_broker(client, metrics_settings
     finally:
         app.control.purge()
     assert after == before + 3
+
+
+@pytest.fixture
+def channels_close_on_a_failed_declare(monkeypatch):
+    """The Redis broker made to behave like RabbitMQ: a passive declare of a queue that does not exist closes the
+    channel it ran on, so every later call on that channel fails too."""
+    from kombu.exceptions import ChannelError
+    from kombu.transport.redis import Channel
+
+    declare = Channel.queue_declare
+
+    def declare_like_amqp(channel, *args, **kwargs):
+        if getattr(channel, "closed_by_404", False):
+            raise ChannelError("channel closed by an earlier NOT_FOUND")
+        try:
+            return declare(channel, *args, **kwargs)
+        except ChannelError:
+            channel.closed_by_404 = True
+            raise
+
+    monkeypatch.setattr(Channel, "queue_declare", declare_like_amqp)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_queue_does_not_hide_the_depth_of_the_next_one(client, metrics_settings, channels_close_on_a_failed_declare):
+    app.control.purge()  # the transactional queue is now empty, which the broker reports as "no such queue"
+    try:
+        with app.connection_for_write() as conn:
+            waiting = conn.SimpleQueue(MAINTENANCE_QUEUE)
+            waiting.put({"probe": 1})
+            waiting.close()
+        samples = scrape(client)
+    finally:
+        app.control.purge()
+    assert value(samples, "console_queue_messages", queue=TRANSACTIONAL_QUEUE) == 0
+    assert value(samples, "console_queue_messages", queue=MAINTENANCE_QUEUE) == 1
 
 
 @pytest.mark.django_db
