@@ -1,7 +1,11 @@
-"""The Celery app and its queues; the beat schedule is in settings. Broker-agnostic: Redis, RabbitMQ or the filesystem."""
+"""The Celery app: its queues, the routes to them and beat's schedule, in one place.
+
+Broker-agnostic: Redis, RabbitMQ or the filesystem (embedded mode). The tasks are in messaging/tasks.py.
+"""
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import task_prerun
 from kombu import Exchange, Queue
 
@@ -20,6 +24,19 @@ app.conf.task_default_routing_key = MAINTENANCE_QUEUE
 app.conf.task_default_queue = MAINTENANCE_QUEUE
 app.conf.task_routes = {"send_transactional_message": {"queue": TRANSACTIONAL_QUEUE}}
 
+
+def _beat_schedule() -> dict:
+    from django.conf import settings
+
+    # Synced into the database (django-celery-beat) when beat starts; editable in the admin afterwards.
+    return {
+        "dispatch-due-messages": {"task": "dispatch_due_messages", "schedule": settings.MESSAGING_DISPATCH_INTERVAL_SECONDS},
+        "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": 60.0},
+        "purge-old-records": {"task": "purge_old_records", "schedule": crontab(hour=3, minute=17)},
+    }
+
+
+app.conf.beat_schedule = _beat_schedule()
 app.autodiscover_tasks()
 
 

@@ -175,6 +175,8 @@ MESSAGING_DEFAULT_REGION = os.environ.get("MESSAGING_DEFAULT_REGION", "") or Non
 # How often celery-beat looks for due scheduled messages, and when queued/sending work counts as stuck.
 MESSAGING_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("MESSAGING_DISPATCH_INTERVAL_SECONDS", "5"))
 MESSAGING_STUCK_AFTER_SECONDS = int(os.environ.get("MESSAGING_STUCK_AFTER_SECONDS", "300"))
+# Beat deletes attempts, and sent/failed/cancelled messages, older than this once a day; 0 keeps everything.
+MESSAGING_RETENTION_DAYS = int(os.environ.get("MESSAGING_RETENTION_DAYS") or 90)
 # A send must always end before the sweeper may take it for dead, or the message could go out twice.
 if MESSAGING_STUCK_AFTER_SECONDS <= 4 * (EVOLUTION_TIMEOUT_SECONDS + EVOLUTION_CONNECT_TIMEOUT_SECONDS):
     raise ImproperlyConfigured(
@@ -213,13 +215,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # still recycled every 2 x this many tasks, and config/celery.py drops a connection that is broken or older than
 # DATABASE_CONN_MAX_AGE before each task, as Django does before each request.
 CELERY_DB_REUSE_MAX = 1000
+# The schedule itself is in config/celery.py, beside the queues and routes.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-
-# Synced into the database (django-celery-beat) when beat starts; editable in the admin afterwards.
-CELERY_BEAT_SCHEDULE = {
-    "dispatch-due-messages": {"task": "dispatch_due_messages", "schedule": MESSAGING_DISPATCH_INTERVAL_SECONDS},
-    "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": 60.0},
-}
 
 # --- Logging -------------------------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

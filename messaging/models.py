@@ -2,13 +2,15 @@
 
 The database is the queue of record: a message row exists before anything is published to the broker, and every
 state change is a conditional UPDATE (``WHERE status IN ...``) so that two workers on two hosts can never both
-send the same message. The transitions live on ``OutboundMessageQuerySet``; nothing else writes ``status``.
+send the same message. The transitions of both tables live on their querysets (``OutboundMessageQuerySet``,
+``SendAttemptQuerySet``); nothing else writes ``status`` or ``outcome``.
 """
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 
@@ -101,6 +103,26 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
+    def release_due(self, *, now, limit: int) -> list["OutboundMessage"]:
+        """Scheduled -> queued for every message due by ``now`` (at most ``limit``), in three statements however
+        many there are. Returns the messages this caller released: each gets a fresh task id in one UPDATE, and
+        only rows carrying the id this caller wrote are its own, so two overlapping beat ticks release each once."""
+        due = list(
+            self.filter(status=MessageStatus.SCHEDULED, scheduled_at__lte=now)
+            .order_by("scheduled_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not due:
+            return []
+        task_ids = {pk: str(uuid.uuid4()) for pk in due}
+        self.filter(pk__in=due, status=MessageStatus.SCHEDULED).update(
+            status=MessageStatus.QUEUED,
+            task_id=Case(*(When(pk=pk, then=Value(task_id)) for pk, task_id in task_ids.items())),
+            updated_at=timezone.now(),
+        )
+        released = self.filter(pk__in=due, status=MessageStatus.QUEUED).only("pk", "task_id", "instance")
+        return [message for message in released if message.task_id == task_ids[message.pk]]
+
     def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool) -> bool:
         """Sending -> retrying (or failed, when no attempts are left) for a send whose worker vanished."""
         now = timezone.now()
@@ -131,6 +153,12 @@ class OutboundMessage(models.Model):
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # A digest of what the keyed request asked for: the same key with another request is refused, not answered
+    # with the first message (see messaging/idempotency.py).
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # What made this message, for the apps that create them in numbers ("campaign:12"); messaging never reads it,
+    # so it imports none of them.
+    source = models.CharField(max_length=64, blank=True, default="")
     task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -189,6 +217,52 @@ class AttemptOutcome(models.TextChoices):
     INTERRUPTED = "interrupted", "Interrupted"
 
 
+class SendAttemptQuerySet(models.QuerySet):
+    """An attempt is written as ``started`` before the HTTP call and finished once, after it."""
+
+    def start(self, *, message: "OutboundMessage", task_id: str) -> "SendAttempt":
+        # The claim just counted this attempt on the message; its number is that count.
+        return self.create(message=message, number=message.attempt_count, task_id=task_id)
+
+    def finish_sent(self, pk: int, *, evolution_message_id: str, reconciled: bool, finished_at) -> int:
+        return self.filter(pk=pk, outcome=AttemptOutcome.STARTED).update(
+            outcome=AttemptOutcome.SENT,
+            finished_at=finished_at,
+            http_status=None if reconciled else 201,
+            evolution_message_id=evolution_message_id,
+            reconciled=reconciled,
+        )
+
+    def finish_failed(
+        self, pk: int, *, retryable: bool, http_status, error_kind: str, error_text: str, maybe_sent: bool, finished_at
+    ) -> int:
+        return self.filter(pk=pk, outcome=AttemptOutcome.STARTED).update(
+            outcome=AttemptOutcome.TEMPORARY_ERROR if retryable else AttemptOutcome.PERMANENT_ERROR,
+            finished_at=finished_at,
+            http_status=http_status,
+            error_kind=error_kind,
+            error_text=error_text[:2000],
+            maybe_sent=maybe_sent,
+        )
+
+    def mark_interrupted(self, *, message_id: int, number: int) -> int:
+        """The worker of this attempt vanished mid-call: WhatsApp may have the message, so the next try asks."""
+        return self.filter(message_id=message_id, number=number, outcome=AttemptOutcome.STARTED).update(
+            outcome=AttemptOutcome.INTERRUPTED,
+            finished_at=timezone.now(),
+            error_kind="interrupted",
+            error_text="The worker stopped during the send.",
+            maybe_sent=True,
+        )
+
+    def first_started_at(self, message_id: int):
+        return self.filter(message_id=message_id).order_by("number").values_list("started_at", flat=True).first()
+
+    def maybe_sent(self, *, message_id: int, number: int) -> bool:
+        """Whether attempt ``number`` may have reached WhatsApp despite its error."""
+        return self.filter(message_id=message_id, number=number, maybe_sent=True).exists()
+
+
 class SendAttempt(models.Model):
     """One try at Evolution API. Written as ``started`` before the HTTP call, completed after it."""
 
@@ -206,6 +280,8 @@ class SendAttempt(models.Model):
     reconciled = models.BooleanField(default=False)
     evolution_message_id = models.CharField(max_length=128, blank=True, default="")
     task_id = models.CharField(max_length=255, blank=True, default="")
+
+    objects = SendAttemptQuerySet.as_manager()
 
     class Meta:
         ordering = ["message_id", "number"]

@@ -22,4 +22,14 @@ def normalize_phone(raw: str) -> str:
         raise ValidationError("Enter a phone number with its country code, e.g. +5511987654321.", code="invalid")
     if not phonenumbers.is_possible_number(number):
         raise ValidationError("This is not a possible phone number for its country.", code="invalid")
+    if not phonenumbers.is_valid_number(number):
+        # "11 98765-4321" typed without Brazil's 55 reads as +1 198..., a length the US allows but no US number
+        # has: a number that is merely possible where it lands is almost always a missing country code.
+        region = phonenumbers.region_code_for_country_code(number.country_code)
+        raise ValidationError(
+            f"+{number.country_code} {phonenumbers.national_significant_number(number)} is not a valid number in "
+            f"{region}: add the country code (e.g. +55 11 98765-4321), or set MESSAGING_DEFAULT_REGION for numbers "
+            "typed without one.",
+            code="invalid",
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -13,17 +13,20 @@ def message_list(*, status: str | None = None, phone: str | None = None, created
     if status:
         messages = messages.filter(status=status)
     if phone:
-        try:
-            messages = messages.filter(phone=normalize_phone(phone))
-        except ValidationError:
-            # Not a whole number: match the digits given anywhere in the stored phone.
-            digits = "".join(ch for ch in phone if ch.isdigit())
-            messages = messages.filter(phone__contains=digits) if digits else messages.none()
+        same_phone = phone_filter(phone)
+        messages = messages.filter(same_phone) if same_phone is not None else messages.none()
     if created_after:
         messages = messages.filter(created_at__gte=created_after)
     if created_before:
         messages = messages.filter(created_at__lt=created_before)
     return messages
+
+
+def message_of_task(*, task_id: str) -> OutboundMessage | None:
+    """The message whose send task has this id, or None (also for ids no Celery task id looks like)."""
+    if len(task_id) > 255 or not task_id.isprintable():
+        return None  # PostgreSQL cannot compare NUL, and no id the console issues is like this
+    return OutboundMessage.objects.filter(task_id=task_id).first()
 
 
 def message_with_attempts(*, message_id: int) -> OutboundMessage:
@@ -38,6 +41,22 @@ def message_with_attempts(*, message_id: int) -> OutboundMessage:
 _MESSAGE_ID = re.compile(r"^#(\d+)$")
 _PHONE_LIKE = re.compile(r"^[\d\s+().\-/]+$")
 _EVOLUTION_ID = re.compile(r"^[A-Za-z0-9]{12,128}$")
+
+
+def phone_filter(term: str) -> Q | None:
+    """The one rule for finding messages by phone, for the API's ``?phone=`` and the admin's search box: phones
+    containing the digits typed (``98765 4321``, ``98765-4321``, ``987654321``; a trigram index on PostgreSQL),
+    or equal to the number once normalised (``11 98765-4321`` with a default region). None when fewer than four
+    digits were typed: too few to mean one customer."""
+    digits = "".join(ch for ch in term if ch.isdigit())
+    if len(digits) < 4:
+        return None
+    same_phone = Q(phone__contains=digits)
+    try:
+        same_phone |= Q(phone=normalize_phone(term))
+    except ValidationError:
+        pass
+    return same_phone
 
 
 def search_messages(messages: QuerySet, term: str) -> QuerySet:
@@ -55,12 +74,7 @@ def search_messages(messages: QuerySet, term: str) -> QuerySet:
     if match := _MESSAGE_ID.match(term):
         return messages.filter(pk=int(match[1]))
     digits = "".join(ch for ch in term if ch.isdigit())
-    if _PHONE_LIKE.match(term) and len(digits) >= 4:
-        same_phone = Q(phone__contains=digits)
-        try:
-            same_phone |= Q(phone=normalize_phone(term))
-        except ValidationError:
-            pass
+    if _PHONE_LIKE.match(term) and (same_phone := phone_filter(term)) is not None:
         return messages.filter(same_phone)
     if _EVOLUTION_ID.match(term) and digits and not term.isdigit():
         return messages.filter(Q(evolution_message_id=term) | Q(text__icontains=term))

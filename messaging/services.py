@@ -1,36 +1,36 @@
-"""Every write to messages goes through these functions.
+"""The life of one message: validate, accept, send, cancel, send now, resend. Every write to messages goes
+through these functions.
 
 The API view, the admin, celery-beat and ``manage.py shell`` all call the same ones, so a rule (validation,
-enqueue after commit, claim before send) holds whoever asks.
+enqueue after commit, claim before send) holds whoever asks. Beat's periodic work (due schedules, stuck work,
+retention) is in ``messaging/maintenance.py``; the send task and its publisher are in ``messaging/tasks.py``.
 """
-import json
 import logging
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.celery import TRANSACTIONAL_QUEUE
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
-from messaging import metrics
+from messaging import idempotency, metrics, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from messaging.phones import normalize_phone
 
 log = logging.getLogger("messaging")
 
-SEND_TASK_NAME = "send_transactional_message"
-IDEMPOTENCY_KEY_MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
 # Far enough for any reminder; near enough that a typo (year 9999) is caught instead of stored.
 MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
+BULK_MAX_MESSAGES = 1000
+_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -39,38 +39,64 @@ MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 def validate_message(*, phone: str, text: str, instance: str | None, scheduled_at: datetime | None) -> dict:
     """Check a message the way every entry point must; return the cleaned values or raise ValidationError.
 
-    Errors are keyed by field (phone, text, instance, scheduled_at) so callers can point at the culprit.
+    Everything a stored message must satisfy is checked here, whoever calls (API, admin, bulk, shell, beat), so
+    none of them can reach a database error. Errors are keyed by field (phone, text, instance, scheduled_at).
     """
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
-    try:
-        cleaned["phone"] = normalize_phone(phone)
-    except ValidationError as error:
-        errors["phone"] = error.messages
-    if not text or not text.strip():
-        errors["text"] = ["This field may not be blank."]
-    elif len(text) > settings.MESSAGING_MAX_TEXT_LENGTH:
-        errors["text"] = [
-            f"Ensure this field has no more than {settings.MESSAGING_MAX_TEXT_LENGTH} characters "
-            f"(it has {len(text)})."
-        ]
+    for field, value in (("phone", phone), ("text", text), ("instance", instance)):
+        if value is not None and not isinstance(value, str):
+            errors[field] = ["Not a valid string."]
+        elif problem := _unstorable(value or ""):
+            errors[field] = [problem]
+    if "phone" not in errors:
+        try:
+            cleaned["phone"] = normalize_phone(phone)
+        except ValidationError as error:
+            errors["phone"] = error.messages
+    if "text" not in errors:
+        if not text or not text.strip():
+            errors["text"] = ["This field may not be blank."]
+        elif len(text) > settings.MESSAGING_MAX_TEXT_LENGTH:
+            errors["text"] = [
+                f"Ensure this field has no more than {settings.MESSAGING_MAX_TEXT_LENGTH} characters "
+                f"(it has {len(text)})."
+            ]
     cleaned["text"] = text
     cleaned["instance"] = instance or settings.EVOLUTION_INSTANCE_NAME
-    if cleaned["instance"] not in settings.EVOLUTION_INSTANCES:
+    if "instance" not in errors and cleaned["instance"] not in settings.EVOLUTION_INSTANCES:
         errors["instance"] = [
             f'Unknown instance "{cleaned["instance"]}". Known: {", ".join(settings.EVOLUTION_INSTANCES)}.'
         ]
     if scheduled_at is not None:
-        if timezone.is_naive(scheduled_at):
-            scheduled_at = timezone.make_aware(scheduled_at)
-        if scheduled_at <= timezone.now():
-            errors["scheduled_at"] = ["The send time must be in the future."]
-        elif scheduled_at > timezone.now() + MAX_SCHEDULE_AHEAD:
+        try:
+            scheduled_at = _as_utc(scheduled_at)
+        except (OverflowError, ValueError):  # out of range once in UTC (year 1 at +01:00, year 9999 at -01:00)
             errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
+        else:
+            if scheduled_at <= timezone.now():
+                errors["scheduled_at"] = ["The send time must be in the future."]
+            elif scheduled_at > timezone.now() + MAX_SCHEDULE_AHEAD:
+                errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
     cleaned["scheduled_at"] = scheduled_at
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def _unstorable(value: str) -> str | None:
+    """PostgreSQL cannot store NUL, and lone surrogates are not UTF-8."""
+    found = _NUL_OR_SURROGATE.search(value)
+    if found is None:
+        return None
+    return "Null characters are not allowed." if found.group() == "\x00" else "Surrogate characters are not allowed."
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # In UTC before it is stored: PostgreSQL refuses offsets past +/-15:59, which Python accepts.
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment.astimezone(dt_timezone.utc)
 
 
 def accept_message(
@@ -82,33 +108,38 @@ def accept_message(
     idempotency_key: str | None = None,
     created_by=None,
     resend_of: OutboundMessage | None = None,
+    source: str = "",
 ) -> tuple[OutboundMessage, bool]:
-    """Validate and store a message, then enqueue its send once the row is committed.
+    """Validate and store a message, then publish its send task once the row is committed.
 
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
-    nothing is created. A scheduled message waits in the database until beat dispatches it.
+    nothing is created, even if the request would no longer validate (its send time has passed); the same key
+    with another request raises ``idempotency.KeyReused``. A scheduled message waits in the database until beat
+    releases it. Keys are stored as given: callers check a client's key with ``idempotency.clean_key``.
     """
-    idempotency_key = (idempotency_key or "").strip() or None
-    if idempotency_key and (len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH or not idempotency_key.isprintable()):
-        raise ValidationError(
-            {"idempotency_key": [f"Use up to {IDEMPOTENCY_KEY_MAX_LENGTH} printable characters."]}
-        )
-    if idempotency_key:
-        existing = OutboundMessage.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
+    fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+    existing = idempotency.find_earlier(idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, False
     cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
-    message = _new_message(cleaned, idempotency_key=idempotency_key, created_by=created_by, resend_of=resend_of)
+    message = _new_message(
+        cleaned,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint if idempotency_key else "",
+        created_by=created_by,
+        resend_of=resend_of,
+        source=source,
+    )
     try:
         with transaction.atomic():
             message.save(force_insert=True)
             if message.status == MessageStatus.QUEUED:
-                transaction.on_commit(lambda: enqueue_send(message))
+                transaction.on_commit(lambda: tasks.publish_send(message))
     except IntegrityError:
         if not idempotency_key:
             raise
         # Two requests with one key raced; the other one won.
-        return OutboundMessage.objects.get(idempotency_key=idempotency_key), False
+        return idempotency.find_earlier(idempotency_key, fingerprint), False
     log.info(
         "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s",
         message.pk, message.phone, message.instance, message.status, message.scheduled_at,
@@ -129,108 +160,55 @@ def _new_message(cleaned: dict, **fields) -> OutboundMessage:
     )
 
 
-def enqueue_send(message: OutboundMessage) -> bool:
-    """Publish the send task. Call after commit. A failure is logged, not raised: the row is the record, and
-    ``requeue_stuck_messages`` publishes it again, so an accepted message is never lost to a broker outage."""
-    return enqueue_sends([message]) == 1
-
-
-# Redis commands buffered before the publish batch is flushed (one pipeline round trip each).
-ENQUEUE_BATCH_SIZE = 1000
-
-
-def enqueue_sends(messages: Sequence[OutboundMessage]) -> int:
-    """Publish the send tasks of committed messages on one broker connection; return how many were published.
-
-    The messages are Celery's own task messages (the headers ``app.amqp.create_task_message`` builds, made once
-    and reused with each message's task id), published with one kombu producer inside ``Producer.batch()``:
-    Redis buffers them in a pipeline, other transports publish one by one. That skips the per-message routing
-    and queue re-binding of ``send_task``, which cost more than the publish itself, and goes through the
-    default exchange straight to the queue (AMQP's "" exchange; kombu's Redis transport otherwise reads the
-    exchange's bindings from Redis on every publish). The queue is still declared, once per connection.
-    Failures are logged, not
-    raised, as in ``enqueue_send``: the sweeper publishes whatever did not go out.
-    """
-    if not messages:
-        return 0
-    app = current_app
-    queue = app.amqp.queues[TRANSACTIONAL_QUEUE]
-    template = app.amqp.create_task_message("", SEND_TASK_NAME, [0], {})
-    embed = json.dumps(template.body[2])
-    reply_to = template.properties.get("reply_to", "")
-    retry, retry_policy = app.conf.task_publish_retry, app.conf.task_publish_retry_policy
-    published = 0
-    try:
-        with app.producer_or_acquire() as producer:
-            declare = [queue.bind(producer.channel)]  # declared once per connection (kombu caches it)
-            # A batch costs a client of its own: worth it from two messages on.
-            with producer.batch(max_size=ENQUEUE_BATCH_SIZE) if len(messages) > 1 else nullcontext():
-                for message in messages:
-                    task_id = message.task_id
-                    producer.publish(
-                        f"[[{int(message.pk)}], {{}}, {embed}]",
-                        exchange="",  # straight to the queue: no per-message binding lookup
-                        routing_key=queue.name,
-                        declare=declare,
-                        headers={**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{message.pk}]"},
-                        content_type="application/json",
-                        content_encoding="utf-8",
-                        correlation_id=task_id,
-                        reply_to=reply_to,
-                        retry=retry,
-                        retry_policy=retry_policy,
-                    )
-                    published += 1
-    except Exception:
-        log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
-                      "the stuck-work sweeper will retry", id_ranges(messages), published)
-        return 0
-    if len(messages) == 1:
-        log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id, TRANSACTIONAL_QUEUE)
-    else:
-        log.info("messages=%s enqueued queue=%s count=%s", id_ranges(messages), TRANSACTIONAL_QUEUE, len(messages))
-    return published
-
-
-def id_ranges(messages: Sequence[OutboundMessage]) -> str:
-    """Every id, compactly, for one log line about many messages: "4001-5000,5003"."""
-    ids = sorted(message.pk for message in messages)
-    runs: list[list[int]] = []
-    for pk in ids:
-        if runs and pk == runs[-1][1] + 1:
-            runs[-1][1] = pk
-        else:
-            runs.append([pk, pk])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
 # --- accepting in bulk ----------------------------------------------------------------------------------------
-
-BULK_MAX_MESSAGES = 1000
 
 
 @dataclass(frozen=True)
 class BulkItemResult:
-    """One item of a bulk request: the stored message, or the field errors that kept it out."""
+    """One item of a bulk request: the stored (or earlier) message, or the field errors that kept it out."""
 
     message: OutboundMessage | None = None
     errors: dict[str, list[str]] | None = None
+    created: bool = True
 
 
-def accept_messages(*, items: Sequence[dict], created_by=None) -> list[BulkItemResult]:
-    """Validate each item on its own like ``accept_message``; store the valid ones and enqueue them after commit.
+def accept_messages(*, items: Sequence[dict], created_by=None, source: str = "") -> list[BulkItemResult]:
+    """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
-    ``items`` are dicts with ``phone``, ``text`` and optionally ``instance`` and ``scheduled_at``. Rejected items
-    write nothing; the accepted ones are inserted in one statement and their tasks published in one batch once
-    the rows are committed (the same guarantees as one message: row first, enqueue after commit). Returns one
-    result per item, in order. Idempotency keys are not supported here.
+    ``items`` are dicts with ``phone``, ``text`` and optionally ``instance``, ``scheduled_at`` and
+    ``idempotency_key`` (a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
+    nothing; the accepted ones are inserted in one statement and their tasks published in one batch once the rows
+    are committed (the same guarantees as one message: row first, publish after commit). An item whose key was
+    seen before returns that message with ``created=False``. Returns one result per item, in order.
     """
     if len(items) > BULK_MAX_MESSAGES:
         raise ValidationError({"messages": [f"Send at most {BULK_MAX_MESSAGES} messages per request."]})
+    try:
+        return _accept_messages(items, created_by=created_by, source=source)
+    except IntegrityError:
+        # Another request stored one of these keys meanwhile: this time the lookup finds it.
+        return _accept_messages(items, created_by=created_by, source=source)
+
+
+def _accept_messages(items: Sequence[dict], *, created_by, source: str) -> list[BulkItemResult]:
+    keys = [item.get("idempotency_key") for item in items if item.get("idempotency_key")]
+    earlier = {m.idempotency_key: m for m in OutboundMessage.objects.filter(idempotency_key__in=keys)} if keys else {}
     results: list[BulkItemResult] = []
     accepted: list[OutboundMessage] = []
     now = timezone.now()
     for item in items:
+        key = item.get("idempotency_key") or None
+        fingerprint = idempotency.fingerprint(
+            phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
+            scheduled_at=item.get("scheduled_at"),
+        ) if key else ""
+        if key in earlier:
+            first = earlier[key]
+            if first.request_fingerprint and first.request_fingerprint != fingerprint:
+                results.append(BulkItemResult(errors={"idempotency_key": [str(idempotency.KeyReused(key, first))]}))
+            else:
+                results.append(BulkItemResult(message=first, created=False))
+            continue
         try:
             cleaned = validate_message(
                 phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
@@ -239,7 +217,12 @@ def accept_messages(*, items: Sequence[dict], created_by=None) -> list[BulkItemR
         except ValidationError as error:
             results.append(BulkItemResult(errors=error.message_dict))
             continue
-        message = _new_message(cleaned, created_by=created_by, created_at=now, updated_at=now)
+        message = _new_message(
+            cleaned, idempotency_key=key, request_fingerprint=fingerprint, created_by=created_by, source=source,
+            created_at=now, updated_at=now,
+        )
+        if key:
+            earlier[key] = message  # the same key twice in one request is one message
         accepted.append(message)
         results.append(BulkItemResult(message=message))
     if accepted:
@@ -247,12 +230,12 @@ def accept_messages(*, items: Sequence[dict], created_by=None) -> list[BulkItemR
             OutboundMessage.objects.bulk_create(accepted)  # PostgreSQL and SQLite set the pks
             queued = [message for message in accepted if message.status == MessageStatus.QUEUED]
             if queued:
-                transaction.on_commit(lambda: enqueue_sends(queued))
+                transaction.on_commit(lambda: tasks.publish_sends(queued))
         for instance, count in Counter(message.instance for message in accepted).items():
             metrics.message_accepted(instance=instance, count=count)
         log.info(
             "messages=%s accepted in bulk rejected=%s",
-            id_ranges(accepted), len(items) - len(accepted),
+            tasks.id_ranges(accepted), len(items) - len(accepted),
         )
     return results
 
@@ -284,8 +267,8 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
     message = OutboundMessage.objects.get(pk=message_id)
-    attempt = SendAttempt.objects.create(message=message, number=message.attempt_count, task_id=task_id)
-    must_reconcile = attempt.number > 1 and _previous_attempt_maybe_sent(message, attempt.number)
+    attempt = SendAttempt.objects.start(message=message, task_id=task_id)
+    must_reconcile = attempt.number > 1 and SendAttempt.objects.maybe_sent(message_id=message.pk, number=attempt.number - 1)
     client = get_client()
     checked = False
     try:
@@ -336,8 +319,7 @@ CLOCK_SKEW = timedelta(minutes=2)
 def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
     """Did one of this message's earlier attempts reach WhatsApp? Look from its first attempt on, and never
     take another message of ours with the same text to the same number for this one."""
-    first_try = SendAttempt.objects.filter(message=message).order_by("number").values_list("started_at", flat=True)[0]
-    since = first_try - CLOCK_SKEW
+    since = SendAttempt.objects.first_started_at(message.pk) - CLOCK_SKEW
     others = OutboundMessage.objects.filter(phone=message.phone, sent_at__gte=since).exclude(pk=message.pk)
     return client.find_sent_message(
         instance=message.instance,
@@ -349,20 +331,11 @@ def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
     )
 
 
-def _previous_attempt_maybe_sent(message: OutboundMessage, number: int) -> bool:
-    previous = SendAttempt.objects.filter(message=message, number=number - 1).values_list("maybe_sent", flat=True)
-    return bool(previous and previous[0])
-
-
 def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) -> SendOutcome:
     now = timezone.now()
     with transaction.atomic():
-        SendAttempt.objects.filter(pk=attempt.pk).update(
-            outcome=AttemptOutcome.SENT,
-            finished_at=now,
-            http_status=None if reconciled else 201,
-            evolution_message_id=sent.message_id,
-            reconciled=reconciled,
+        SendAttempt.objects.finish_sent(
+            attempt.pk, evolution_message_id=sent.message_id, reconciled=reconciled, finished_at=now
         )
         owned = OutboundMessage.objects.mark_sent(
             message.pk, attempt=attempt.number, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid
@@ -388,13 +361,14 @@ def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: b
     retry = error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES
     delay = settings.MESSAGING_RETRY_DELAY_SECONDS
     with transaction.atomic():
-        SendAttempt.objects.filter(pk=attempt.pk).update(
-            outcome=AttemptOutcome.TEMPORARY_ERROR if error.retryable else AttemptOutcome.PERMANENT_ERROR,
-            finished_at=now,
+        SendAttempt.objects.finish_failed(
+            attempt.pk,
+            retryable=error.retryable,
             http_status=error.status_code,
             error_kind=error.kind,
-            error_text=error.detail[:2000],
+            error_text=error.detail,
             maybe_sent=error.maybe_sent or still_unknown,
+            finished_at=now,
         )
         if retry:
             owned = OutboundMessage.objects.mark_retrying(
@@ -439,106 +413,18 @@ def cancel_message(*, message_id: int) -> bool:
 
 def send_now(*, message_id: int) -> bool:
     """Release a scheduled message for sending right away."""
-    return _release(message_id)
-
-
-def _release(message_id: int) -> bool:
     task_id = str(uuid.uuid4())
     with transaction.atomic():
         released = OutboundMessage.objects.release_for_dispatch(message_id, task_id=task_id)
         if released:
             message = OutboundMessage(pk=message_id, task_id=task_id)
-            transaction.on_commit(lambda: enqueue_send(message))
+            transaction.on_commit(lambda: tasks.publish_send(message))
     return released
-
-
-# --- periodic work (celery-beat) -----------------------------------------------------------------------------
-
-
-def dispatch_due_messages(*, limit: int = 1000) -> int:
-    """Queue the scheduled messages whose time has come. Safe when two beat ticks overlap: each row is
-    released by a conditional UPDATE, so it is enqueued once."""
-    due = OutboundMessage.objects.filter(
-        status=MessageStatus.SCHEDULED, scheduled_at__lte=timezone.now()
-    ).order_by("scheduled_at").values_list("pk", flat=True)[:limit]
-    released = sum(_release(pk) for pk in list(due))
-    if released:
-        log.info("dispatched %s due scheduled messages", released)
-    return released
-
-
-def requeue_stuck_messages() -> dict[str, int]:
-    """Find work that a lost publish or a dead worker left behind and put it back on the queue.
-
-    - queued for too long: the publish after commit failed (broker down) or the broker lost the task;
-    - retrying long past its due time: the retry's publish was lost;
-    - sending for too long: the worker died mid-send; its attempt is marked interrupted and the next try asks
-      Evolution API whether it went out before sending again.
-    Duplicated tasks are harmless: the send claims the row first.
-    """
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.MESSAGING_STUCK_AFTER_SECONDS)
-    counts = {"queued": 0, "retrying": 0, "interrupted": 0, "failed": 0}
-
-    for message in OutboundMessage.objects.filter(status=MessageStatus.QUEUED, updated_at__lt=cutoff)[:1000]:
-        if OutboundMessage.objects.filter(pk=message.pk, status=MessageStatus.QUEUED, updated_at__lt=cutoff).update(updated_at=now):
-            counts["queued"] += enqueue_send(message)
-
-    for message in OutboundMessage.objects.filter(status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff)[:1000]:
-        if OutboundMessage.objects.filter(
-            pk=message.pk, status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff
-        ).update(next_attempt_at=now, updated_at=now):
-            counts["retrying"] += enqueue_send(message)
-
-    for message in OutboundMessage.objects.filter(status=MessageStatus.SENDING, updated_at__lt=cutoff)[:1000]:
-        result = _recover_interrupted(message, cutoff)
-        if result:
-            counts[result] += 1
-
-    if any(counts.values()):
-        log.warning("requeued stuck work: %s", counts)
-    return counts
-
-
-def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
-    give_up = message.attempt_count > settings.MESSAGING_MAX_RETRIES
-    with transaction.atomic():
-        if not OutboundMessage.objects.recover_interrupted(message.pk, stuck_before=cutoff, give_up=give_up):
-            return None  # it finished after all, or another sweeper took it
-        SendAttempt.objects.filter(
-            message=message, number=message.attempt_count, outcome=AttemptOutcome.STARTED
-        ).update(
-            outcome=AttemptOutcome.INTERRUPTED,
-            finished_at=timezone.now(),
-            error_kind="interrupted",
-            error_text="The worker stopped during the send.",
-            maybe_sent=True,
-        )
-    metrics.attempt_finished(
-        instance=message.instance,
-        outcome=AttemptOutcome.INTERRUPTED,
-        seconds=None,
-        final_status=MessageStatus.FAILED if give_up else None,
-        reason="interrupted",
-    )
-    if give_up:
-        log.error("message=%s attempt=%s interrupted on its last attempt; failed", message.pk, message.attempt_count)
-        return "failed"
-    enqueue_send(message)
-    log.warning("message=%s attempt=%s interrupted; re-queued to check and resend", message.pk, message.attempt_count)
-    return "interrupted"
 
 
 # --- operator actions: resend, retry failed, and batches for the admin -------------------------------------------
 
 RESENDABLE_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED)
-RESERVED_KEY_PREFIX = "console:"  # idempotency keys the console makes itself; the API refuses them from clients
-
-
-def resend_key(original_id: int) -> str:
-    """The idempotency key of the resend of a message. One per original: a double-clicked or repeated resend
-    finds the first copy instead of making a second one. To send it yet again, resend the resend."""
-    return f"{RESERVED_KEY_PREFIX}resend-of:{original_id}"
 
 
 @dataclass(frozen=True)
@@ -552,8 +438,8 @@ class ResendOutcome:
 def resend_message(*, message_id: int, created_by=None) -> ResendOutcome:
     """Send the text of a sent or failed message again, as a new message linked to it (``resend_of``).
 
-    The original keeps its history. A message is resent at most once (see ``resend_key``); asking again returns
-    the existing copy with ``created=False``.
+    The original keeps its history. A message is resent at most once (see ``idempotency.resend_key``); asking
+    again returns the existing copy with ``created=False``.
     """
     original = OutboundMessage.objects.filter(pk=message_id).first()
     if original is None:
@@ -565,7 +451,7 @@ def resend_message(*, message_id: int, created_by=None) -> ResendOutcome:
             phone=original.phone,
             text=original.text,
             instance=original.instance,
-            idempotency_key=resend_key(original.pk),
+            idempotency_key=idempotency.resend_key(original.pk),
             created_by=created_by,
             resend_of=original,
         )

@@ -1,7 +1,20 @@
-"""Celery tasks: thin. They take ids, call a service, and turn its answer into retry or done."""
+"""Celery tasks, and the publisher of the send task beside it.
+
+Tasks are thin: they take ids, call a service, and turn its answer into retry or done. Queues, routes and the beat
+schedule that run them are in config/celery.py.
+"""
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+
 from celery import shared_task
 
-from messaging import services
+from config.celery import TRANSACTIONAL_QUEUE
+from messaging import maintenance, services
+from messaging.models import OutboundMessage
+
+log = logging.getLogger("messaging")
 
 
 @shared_task(bind=True, name="send_transactional_message", max_retries=None)
@@ -15,9 +28,94 @@ def send_transactional_message(self, message_id: int) -> dict:
 
 @shared_task(name="dispatch_due_messages")
 def dispatch_due_messages() -> int:
-    return services.dispatch_due_messages()
+    return maintenance.dispatch_due_messages()
 
 
 @shared_task(name="requeue_stuck_messages")
 def requeue_stuck_messages() -> dict:
-    return services.requeue_stuck_messages()
+    return maintenance.requeue_stuck_messages()
+
+
+@shared_task(name="purge_old_records")
+def purge_old_records() -> dict:
+    return maintenance.purge_old_records()
+
+
+# --- publishing the send task ------------------------------------------------------------------------------------
+
+# Redis commands buffered before the publish batch is flushed (one pipeline round trip each).
+PUBLISH_BATCH_SIZE = 1000
+
+
+def publish_send(message: OutboundMessage) -> bool:
+    """Publish the send task of one committed message (see ``publish_sends``)."""
+    return publish_sends([message]) == 1
+
+
+def publish_sends(messages: Sequence[OutboundMessage]) -> int:
+    """Publish ``send_transactional_message`` for committed messages on one broker connection; return how many
+    were published. Call after commit.
+
+    A failure is logged, not raised: the row is the record, and the stuck-work sweeper
+    (``maintenance.requeue_stuck_messages``) publishes again whatever did not go out, so an accepted message is
+    never lost to a broker outage.
+
+    The messages are Celery's own task messages (the headers ``app.amqp.create_task_message`` builds, made once
+    and reused with each message's task id), published with one kombu producer inside ``Producer.batch()``:
+    Redis buffers them in a pipeline, other transports publish one by one. That skips the per-message routing
+    and queue re-binding of ``apply_async``, which cost more than the publish itself, and goes through the
+    default exchange straight to the queue (AMQP's "" exchange; kombu's Redis transport otherwise reads the
+    exchange's bindings from Redis on every publish). The queue is still declared, once per connection.
+    """
+    if not messages:
+        return 0
+    task = send_transactional_message
+    app = task.app
+    queue = app.amqp.queues[TRANSACTIONAL_QUEUE]
+    template = app.amqp.create_task_message("", task.name, [0], {})
+    embed = json.dumps(template.body[2])
+    reply_to = template.properties.get("reply_to", "")
+    retry, retry_policy = app.conf.task_publish_retry, app.conf.task_publish_retry_policy
+    published = 0
+    try:
+        with app.producer_or_acquire() as producer:
+            declare = [queue.bind(producer.channel)]  # declared once per connection (kombu caches it)
+            # A batch costs a client of its own: worth it from two messages on.
+            with producer.batch(max_size=PUBLISH_BATCH_SIZE) if len(messages) > 1 else nullcontext():
+                for message in messages:
+                    task_id = message.task_id
+                    producer.publish(
+                        f"[[{int(message.pk)}], {{}}, {embed}]",
+                        exchange="",  # straight to the queue: no per-message binding lookup
+                        routing_key=queue.name,
+                        declare=declare,
+                        headers={**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{message.pk}]"},
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                        correlation_id=task_id,
+                        reply_to=reply_to,
+                        retry=retry,
+                        retry_policy=retry_policy,
+                    )
+                    published += 1
+    except Exception:
+        log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
+                      "the stuck-work sweeper will retry", id_ranges(messages), published)
+        return 0
+    if len(messages) == 1:
+        log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id, TRANSACTIONAL_QUEUE)
+    else:
+        log.info("messages=%s enqueued queue=%s count=%s", id_ranges(messages), TRANSACTIONAL_QUEUE, len(messages))
+    return published
+
+
+def id_ranges(messages: Sequence[OutboundMessage]) -> str:
+    """Every id, compactly, for one log line about many messages: "4001-5000,5003"."""
+    ids = sorted(message.pk for message in messages)
+    runs: list[list[int]] = []
+    for pk in ids:
+        if runs and pk == runs[-1][1] + 1:
+            runs[-1][1] = pk
+        else:
+            runs.append([pk, pk])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

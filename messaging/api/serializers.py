@@ -1,6 +1,3 @@
-import re
-from datetime import timezone as dt_timezone
-
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
@@ -63,7 +60,8 @@ class MessageFilterSerializer(serializers.Serializer):
 def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
     """Shape-check one item of POST /messages/bulk the way MessageCreateSerializer would, without building a
     serializer per item (a thousand of them cost more than storing the messages). Returns the service's
-    keyword values, or the errors by API field name. The content (phone, text, instance) is the service's job."""
+    keyword values, or the errors by API field name. The content (phone, text, instance, send time) is the
+    service's job (``services.validate_message``)."""
     if not isinstance(raw, dict):
         return None, {"non_field_errors": ["Expected an object with phone and message."]}
     errors: dict[str, list[str]] = {}
@@ -75,31 +73,16 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
                 errors[field] = ["This field is required."]
         elif not isinstance(value, str):
             errors[field] = ["Not a valid string."]
-        elif problem := _unstorable_text(value):
-            errors[field] = [problem]
         else:
             values[service_name] = value
     scheduled_at = raw.get("scheduled_at")
     if scheduled_at is not None:
         try:
             parsed = parse_datetime(scheduled_at) if isinstance(scheduled_at, str) else None
-            if parsed is not None and parsed.tzinfo is not None:
-                parsed = parsed.astimezone(dt_timezone.utc)  # as DRF does; PostgreSQL refuses offsets past 15:59
-        except (ValueError, OverflowError):  # not a real date (month 13), or out of range once in UTC
+        except ValueError:  # not a real date (month 13)
             parsed = None
         if parsed is None:
             errors["scheduled_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
         else:
             values["scheduled_at"] = parsed
     return (None, errors) if errors else (values, None)
-
-
-_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _unstorable_text(value: str) -> str | None:
-    """The checks DRF's CharField makes: PostgreSQL cannot store NUL, and lone surrogates are not UTF-8."""
-    found = _NUL_OR_SURROGATE.search(value)
-    if found is None:
-        return None
-    return "Null characters are not allowed." if found.group() == "\x00" else "Surrogate characters are not allowed."

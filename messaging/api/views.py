@@ -1,7 +1,6 @@
 """HTTP API. Views are thin: parse, call a service or selector, render."""
 import logging
 
-from celery.result import AsyncResult
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,7 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging import selectors, services
+from messaging import idempotency, selectors, services
 from messaging.api.serializers import (
     MessageCreateSerializer,
     MessageDetailSerializer,
@@ -23,7 +22,7 @@ from messaging.api.serializers import (
 )
 from messaging.api.errors import SERVICE_TO_API_FIELDS
 from messaging.health import system_health
-from messaging.models import OutboundMessage
+from messaging.models import MessageStatus, OutboundMessage
 
 log = logging.getLogger("messaging.api")
 
@@ -81,14 +80,15 @@ class MessageListCreateView(ListAPIView):
     @extend_schema(
         summary="Accept a message for sending",
         request=MessageCreateSerializer,
-        responses={202: MessageSerializer, 200: MessageSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={202: MessageSerializer, 200: MessageSerializer, 422: OpenApiTypes.OBJECT},
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+            description="A repeat with the same key and body returns the first message (200); the same key with "
+                        "another body is a 422.",
+        )],
     )
     def post(self, request):
-        idempotency_key = request.headers.get("Idempotency-Key") or None
-        if idempotency_key and idempotency_key.startswith(services.RESERVED_KEY_PREFIX):
-            # The console's own keys (the admin's resends) live there; a client's must not collide with them.
-            raise ValidationError({"Idempotency-Key": [f'Keys starting with "{services.RESERVED_KEY_PREFIX}" are reserved.']})
+        idempotency_key = idempotency.clean_key(request.headers.get("Idempotency-Key"), field="Idempotency-Key")
         log.info("POST /messages received user=%s idempotency_key=%s", request.user.pk, idempotency_key)
         body = MessageCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -167,14 +167,33 @@ class MessageDetailView(APIView):
         return Response(MessageDetailSerializer(message).data)
 
 
+# A send task's state is its message's: the row is the record, and Celery's own result says only that the task
+# ran (a message that failed for good ends a task that returned normally).
+TASK_STATE_OF_STATUS = {
+    MessageStatus.SCHEDULED: "PENDING",
+    MessageStatus.QUEUED: "PENDING",
+    MessageStatus.SENDING: "STARTED",
+    MessageStatus.RETRYING: "RETRY",
+    MessageStatus.SENT: "SUCCESS",
+    MessageStatus.FAILED: "FAILURE",
+    MessageStatus.CANCELLED: "REVOKED",
+}
+
+
 class TaskView(APIView):
-    @extend_schema(summary="Celery state and result of a send task", responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        summary="Celery state of a send task, read from its message",
+        description="PENDING, STARTED, RETRY, SUCCESS, FAILURE (failed for good) or REVOKED (cancelled); 404 for "
+                    "an id the console never issued.",
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, task_id: str):
-        if len(task_id) > 255 or not task_id.isprintable():
-            raise NotFound("No such task.")  # no Celery id looks like this, and PostgreSQL cannot compare NUL
-        result = AsyncResult(task_id)
-        value = result.result
-        if isinstance(value, BaseException):
-            value = f"{type(value).__name__}: {value}"
-        message_id = OutboundMessage.objects.filter(task_id=task_id).values_list("pk", flat=True).first()
-        return Response({"task_id": task_id, "state": result.state, "result": value, "message_id": message_id})
+        message = selectors.message_of_task(task_id=task_id)
+        if message is None:
+            raise NotFound(f"No send task with id {task_id!r}.")
+        result = {"message_id": message.pk, "status": message.status, "attempt_count": message.attempt_count}
+        if message.last_error_kind:
+            result.update(error_kind=message.last_error_kind, error=message.last_error)
+        return Response({
+            "task_id": task_id, "state": TASK_STATE_OF_STATUS[message.status], "result": result, "message_id": message.pk,
+        })

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messaging import services
+from messaging import maintenance, services
 from messaging.models import MessageStatus, OutboundMessage
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +109,7 @@ def test_a_scheduled_message_waits_with_no_task(api, sandbox_settings, django_ca
     assert response.json()["status"] == "scheduled"
     assert response.json()["task_id"] is None
     assert callbacks == []
-    assert services.dispatch_due_messages() == 0
+    assert maintenance.dispatch_due_messages() == 0
     assert OutboundMessage.objects.get().status == MessageStatus.SCHEDULED
 
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests_support import ROOT, database_url_of_the_test_database, wait_for
-from messaging import services
+from messaging import maintenance, services, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,11 +103,11 @@ def test_the_task_state_is_visible_over_the_api(api, celery_worker):
 def test_a_scheduled_message_is_not_sent_before_its_time(celery_worker, evolution_sandbox):
     due = timezone.now() + timedelta(seconds=2)
     message, _ = services.accept_message(phone="+5511987654321", text="later", scheduled_at=due)
-    assert services.dispatch_due_messages() == 0  # a beat tick before its time
+    assert maintenance.dispatch_due_messages() == 0  # a beat tick before its time
     assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.SCHEDULED
     wait_for(lambda: timezone.now() >= due, timeout=5)
-    assert services.dispatch_due_messages() == 1
-    assert services.dispatch_due_messages() == 0  # a second tick does not enqueue it again
+    assert maintenance.dispatch_due_messages() == 1
+    assert maintenance.dispatch_due_messages() == 0  # a second tick does not enqueue it again
     sent = final(message.pk)
     assert sent.status == MessageStatus.SENT
     assert sent.sent_at >= due
@@ -136,7 +136,7 @@ def test_a_duplicated_task_does_not_send_twice(celery_worker, evolution_sandbox)
     message, _ = services.accept_message(phone="+5511987654321", text="dup")
     final(message.pk)
     message.task_id = "duplicate-delivery"
-    services.enqueue_send(message)  # the broker redelivers it, or the sweeper re-queued it
+    tasks.publish_send(message)  # the broker redelivers it, or the sweeper re-queued it
     result = AsyncResult("duplicate-delivery")
     wait_for(lambda: result.state == "SUCCESS")
     assert result.result["status"] == "skipped"
@@ -158,7 +158,7 @@ def test_a_message_whose_publish_was_lost_is_requeued_by_the_sweeper(celery_work
     # A second message whose publish never happened (broker down at commit time).
     lost = OutboundMessage.objects.create(phone="+5511987654321", text="never published", instance=message.instance, task_id="t-lost")
     OutboundMessage.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(hours=1))
-    assert services.requeue_stuck_messages()["queued"] == 1
+    assert maintenance.requeue_stuck_messages()["queued"] == 1
     assert final(lost.pk).status == MessageStatus.SENT
 
 
@@ -178,7 +178,7 @@ def test_a_send_interrupted_by_a_dead_worker_is_checked_before_it_is_sent_again(
     ).raise_for_status()
     OutboundMessage.objects.filter(pk=crashed.pk).update(updated_at=timezone.now() - timedelta(hours=1))
 
-    assert services.requeue_stuck_messages()["interrupted"] == 1
+    assert maintenance.requeue_stuck_messages()["interrupted"] == 1
     recovered = final(crashed.pk)
     assert recovered.status == MessageStatus.SENT
     first, second = recovered.attempts.all()
@@ -209,7 +209,7 @@ def test_a_message_accepted_while_the_broker_is_down_is_sent_once_it_is_back(cel
     assert OutboundMessage.objects.get(pk=message_id).status == MessageStatus.QUEUED
 
     OutboundMessage.objects.filter(pk=message_id).update(updated_at=timezone.now() - timedelta(hours=1))
-    assert services.requeue_stuck_messages()["queued"] == 1  # beat's sweeper, once the broker is back
+    assert maintenance.requeue_stuck_messages()["queued"] == 1  # beat's sweeper, once the broker is back
     message = final(message_id)
     assert (message.status, message.attempt_count) == (MessageStatus.SENT, 1)
 
@@ -226,7 +226,7 @@ def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_
     SendAttempt.objects.create(message=crashed, number=1)
     OutboundMessage.objects.filter(pk=crashed.pk).update(updated_at=timezone.now() - timedelta(hours=1))
 
-    assert services.requeue_stuck_messages()["interrupted"] == 1
+    assert maintenance.requeue_stuck_messages()["interrupted"] == 1
     recovered = final(crashed.pk)
     assert recovered.status == MessageStatus.SENT
     assert recovered.attempts.get(number=2).reconciled is False  # it was really sent, not taken for the other
@@ -239,7 +239,7 @@ def test_a_worker_the_sweeper_gave_up_on_cannot_overwrite_the_newer_attempt(sand
     assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker A, attempt 1, then stuck in its call
     SendAttempt.objects.create(message=message, number=1)
     OutboundMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
-    assert services.requeue_stuck_messages()["interrupted"] == 1
+    assert maintenance.requeue_stuck_messages()["interrupted"] == 1
     assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker B, attempt 2
 
     # A's call finally fails: its outcome must not move B's message.

@@ -1,12 +1,13 @@
-"""Retention: delete send attempts (and, if asked, finished messages) older than a given age, in batches."""
+"""Retention by hand: delete send attempts (and, if asked, finished messages) older than a given age, in batches.
+
+Beat runs the same deletion daily with MESSAGING_RETENTION_DAYS (messaging.maintenance.purge_old_records)."""
 import re
-import time
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from messaging.models import FINAL_STATUSES, OutboundMessage, SendAttempt
+from messaging import maintenance
 
 _AGE = re.compile(r"^(\d+)\s*([dh]?)$")
 
@@ -41,32 +42,13 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         cutoff = timezone.now() - age
-        attempts = SendAttempt.objects.filter(started_at__lt=cutoff)
-        finished = OutboundMessage.objects.filter(status__in=FINAL_STATUSES, finished_at__lt=cutoff)
         if dry_run:
+            attempts, finished = maintenance.old_records(cutoff)
             self.stdout.write(f"would delete {attempts.count()} attempts started before {cutoff.isoformat()}")
             if messages:
                 self.stdout.write(f"would delete {finished.count()} messages finished before {cutoff.isoformat()}")
             return
-        deleted = self._in_batches(SendAttempt, attempts, batch_size, pause)
-        self.stdout.write(f"deleted {deleted} attempts started before {cutoff.isoformat()}")
+        deleted = maintenance.purge_old_records(cutoff=cutoff, messages=messages, batch_size=batch_size, pause=pause)
+        self.stdout.write(f"deleted {deleted['attempts']} attempts started before {cutoff.isoformat()}")
         if messages:
-            deleted = self._in_batches(OutboundMessage, finished, batch_size, pause)
-            self.stdout.write(f"deleted {deleted} messages finished before {cutoff.isoformat()}")
-
-    @staticmethod
-    def _in_batches(model, rows, batch_size: int, pause: float) -> int:
-        """Delete `rows` a batch at a time, oldest ids first; each batch commits on its own."""
-        total = 0
-        while True:
-            # Ordered by primary key: old rows have low ids, so each batch is an early-stopping index scan.
-            ids = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return total
-            # Deleting by id (not re-running the filter) bounds the batch even as the cutoff's rows keep coming.
-            deleted = model.objects.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
-            total += deleted
-            if len(ids) < batch_size or not deleted:
-                return total
-            if pause:
-                time.sleep(pause)
+            self.stdout.write(f"deleted {deleted['messages']} messages finished before {cutoff.isoformat()}")

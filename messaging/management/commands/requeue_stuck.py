@@ -2,7 +2,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from messaging import services
+from messaging import maintenance
 
 
 class Command(BaseCommand):
@@ -12,7 +12,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        counts = services.requeue_stuck_messages()
+        counts = maintenance.requeue_stuck_messages()
         self.stdout.write(
             f"stuck for more than {settings.MESSAGING_STUCK_AFTER_SECONDS}s: "
             + ", ".join(f"{what} {count}" for what, count in counts.items())
