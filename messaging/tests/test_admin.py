@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from config.celery import TRANSACTIONAL_QUEUE
-from messaging import services
+from messaging import services, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage
 from messaging.paginators import EstimatedCountPaginator
 from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
@@ -375,7 +375,7 @@ def test_the_dashboard_shows_queue_depth_and_an_unreachable_instance(admin_clien
     settings.EVOLUTION_API_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
     current_app.control.purge()
     try:
-        services.enqueue_send(OutboundMessage(pk=0, task_id="dashboard-depth-probe"))
+        tasks.publish_send(OutboundMessage(pk=0, task_id="dashboard-depth-probe"))
         context = admin_client.get(DASHBOARD).context
         depths = {queue["name"]: queue["depth"] for queue in context["queues"]}
         assert depths[TRANSACTIONAL_QUEUE] == 1
