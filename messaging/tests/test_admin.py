@@ -389,6 +389,6 @@ def test_the_admin_index_links_to_the_dashboard(admin_client):
 
 
 def test_attempt_outcomes_used_as_failed_by_the_filter_are_the_failures():
-    from messaging.admin import FAILED_ATTEMPT_OUTCOMES
+    from messaging.admin.filters import FAILED_ATTEMPT_OUTCOMES
 
     assert set(AttemptOutcome.values) - set(FAILED_ATTEMPT_OUTCOMES) == {AttemptOutcome.STARTED, AttemptOutcome.SENT}

@@ -1,8 +1,9 @@
-"""Reads for the sending dashboard: a handful of indexed queries, each cheap on millions of rows.
+"""The reads only the sending dashboard makes: a handful of indexed queries, each cheap on millions of rows.
 
 - counts by status for the last hour/day/week: one pass over the last week through (status, created_at);
 - sent vs failed per hour for 24 hours: one GROUP BY through (status, finished_at);
 - top failure reasons of the day: one GROUP BY through (status, finished_at);
+- the failure reasons of the week, for the changelist filter: cached for a few minutes.
 """
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -1,38 +1,26 @@
-"""The operator console: find a message, see what happened to it, fix it, and see how sending is going.
+"""The messages admin: find a message, see what happened to it, fix it.
 
 Every change goes through the services the API uses (accept, resend, cancel, send now); the admin only turns
 their answers into sentences. Messages are never edited here: history is read-only, state changes are actions.
 """
-import uuid
-from datetime import timedelta
-
-from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AdminSplitDateTime
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Exists, OuterRef
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.http import urlencode
 from django.utils.text import Truncator
 
-from evolution.instances import instance_states
-from messaging import dashboard, selectors, services
-from messaging.models import CANCELLABLE_STATUSES, AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
+from messaging import selectors, services
+from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
+from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
+from messaging.dashboard.views import dashboard_page
+from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage, SendAttempt
 from messaging.paginators import EstimatedCountPaginator
-
-admin.site.site_header = "WhatsApp messaging console"
-admin.site.site_title = "WhatsApp console"
-admin.site.index_title = "Operator console"
 
 # A "select all" on a million rows must not turn into a million service calls in one request.
 MAX_ACTION_BATCH = 1000
-FAILED_ATTEMPT_OUTCOMES = (AttemptOutcome.TEMPORARY_ERROR, AttemptOutcome.PERMANENT_ERROR, AttemptOutcome.INTERRUPTED)
 
 
 def status_badge(status: str, label: str):
@@ -41,105 +29,6 @@ def status_badge(status: str, label: str):
 
 def precise_time(moment) -> str:
     return "—" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def changelist_url(**filters) -> str:
-    return reverse("admin:messaging_outboundmessage_changelist") + ("?" + urlencode(filters) if filters else "")
-
-
-# --- filters: each one reads an index, and none runs a DISTINCT over the table to list its choices -----------
-
-
-class InstanceFilter(admin.SimpleListFilter):
-    title = "instance"
-    parameter_name = "instance"
-
-    def lookups(self, request, model_admin):
-        return [(name, name) for name in settings.EVOLUTION_INSTANCES]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(instance=self.value()) if self.value() else queryset
-
-
-class FailedAttemptsFilter(admin.SimpleListFilter):
-    title = "has failed attempts"
-    parameter_name = "failed_attempts"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
-
-    def queryset(self, request, queryset):
-        if self.value() not in ("yes", "no"):
-            return queryset
-        failed = SendAttempt.objects.filter(message=OuterRef("pk"), outcome__in=FAILED_ATTEMPT_OUTCOMES)
-        return queryset.filter(Exists(failed)) if self.value() == "yes" else queryset.exclude(Exists(failed))
-
-
-class FailureReasonFilter(admin.SimpleListFilter):
-    title = "failure reason"
-    parameter_name = "last_error_kind"
-
-    def lookups(self, request, model_admin):
-        # The reasons seen this week; any other value still filters when linked to.
-        return [(kind, kind or "(none)") for kind in dashboard.recent_failure_kinds()]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(last_error_kind=self.value()) if self.value() is not None else queryset
-
-
-# --- the compose form --------------------------------------------------------------------------------------------
-
-
-class ComposeMessageForm(forms.ModelForm):
-    """Phone, instance, text and an optional send time, validated by the same service as POST /messages."""
-
-    instance = forms.ChoiceField()
-    scheduled_at = forms.SplitDateTimeField(
-        required=False, widget=AdminSplitDateTime, label="Send at",
-    )
-    # Makes a double-submitted form one message: it becomes the message's idempotency key.
-    compose_token = forms.CharField(widget=forms.HiddenInput, required=False)
-
-    class Meta:
-        model = OutboundMessage
-        fields = ["phone", "instance", "text", "scheduled_at"]
-        widgets = {"phone": forms.TextInput(attrs={"placeholder": "+55 11 98765-4321", "autocomplete": "off"})}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["instance"].choices = [(name, name) for name in settings.EVOLUTION_INSTANCES]
-        self.fields["instance"].initial = settings.EVOLUTION_INSTANCE_NAME
-        self.fields["phone"].help_text = "With the country code, in any format: +55 11 98765-4321, 5511987654321."
-        self.fields["text"].strip = False  # sent exactly as typed, like the API
-        self.fields["text"].help_text = f"Up to {settings.MESSAGING_MAX_TEXT_LENGTH} characters."
-        zone = timezone.get_current_timezone()
-        now = timezone.localtime()
-        self.fields["scheduled_at"].help_text = (
-            f"Leave empty to send now. Times are in your time zone, {zone.key if hasattr(zone, 'key') else zone} "
-            f"(UTC{now.strftime('%z')[:3]}:{now.strftime('%z')[3:]}); it is {now:%Y-%m-%d %H:%M} there now."
-        )
-        self.fields["compose_token"].initial = uuid.uuid4().hex
-
-    def clean(self):
-        cleaned = super().clean()
-        try:
-            valid = services.validate_message(
-                phone=cleaned.get("phone") or "",
-                text=cleaned.get("text") or "",
-                instance=cleaned.get("instance"),
-                scheduled_at=cleaned.get("scheduled_at"),
-            )
-        except ValidationError as error:
-            for field, field_errors in error.message_dict.items():
-                if field not in self.errors:  # "required" already said it
-                    self.add_error(field if field in self.fields else None, field_errors)
-            return cleaned
-        cleaned.update(valid)
-        return cleaned
-
-    def _post_clean(self):
-        # The model's own checks would judge the phone as typed; the service above already judged it normalised.
-        pass
 
 
 # --- the attempts, read-only ----------------------------------------------------------------------------------
@@ -286,7 +175,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         # The compose form on "add"; an existing message's page is all read-only fields.
-        kwargs["form"] = ComposeMessageForm if obj is None else forms.ModelForm
+        kwargs["form"] = ComposeMessageForm if obj is None else MessageRecordForm
         return super().get_form(request, obj, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
@@ -448,94 +337,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(page)
 
     def dashboard_view(self, request):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        now = timezone.now()
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Sending dashboard",
-            "opts": self.model._meta,
-            **dashboard_context(now),
-        }
-        return TemplateResponse(request, "admin/messaging/dashboard.html", context)
+        return dashboard_page(request, self)
 
 
 def plural(count: int) -> str:
     return f"{count} message" if count == 1 else f"{count} messages"
-
-
-def dashboard_context(now) -> dict:
-    """The dashboard's figures, each with the link to the changelist rows behind it."""
-    local_now = timezone.localtime(now)
-    since = {name: (now - span) for name, span in dashboard.WINDOWS}
-    counts = dashboard.status_counts(now=now)
-    status_rows = [
-        {
-            "status": status,
-            "label": label,
-            "cells": [
-                {"count": counts[status][name],
-                 "url": changelist_url(status=status, created_at__gte=since[name].isoformat())}
-                for name, _ in dashboard.WINDOWS
-            ],
-        }
-        for status, label in MessageStatus.choices
-    ]
-    totals = [
-        {"count": sum(counts[status][name] for status in counts),
-         "url": changelist_url(created_at__gte=since[name].isoformat())}
-        for name, _ in dashboard.WINDOWS
-    ]
-    waiting = selectors.in_flight_counts()
-    day_ago = (now - timedelta(days=1)).isoformat()
-    reasons = [
-        {**row, "url": changelist_url(status="failed", last_error_kind=row["last_error_kind"], finished_at__gte=day_ago)}
-        for row in dashboard.top_failure_reasons(now=now)
-    ]
-    instances = [
-        {**state, "url": changelist_url(instance=state["name"])} for state in instance_states()
-    ]
-    return {
-        "now": local_now,
-        "windows": [name for name, _ in dashboard.WINDOWS],
-        "status_rows": status_rows,
-        "totals": totals,
-        "waiting": [
-            {"status": status, "count": count, "url": changelist_url(status=status)} for status, count in waiting.items()
-        ],
-        "chart": hourly_chart(dashboard.sent_and_failed_by_hour(now=now)),
-        "reasons": reasons,
-        "instances": instances,
-        "queues": [{"name": name, "depth": depth} for name, depth in selectors.queue_depths().items()],
-        "changelist_url": changelist_url(),
-    }
-
-
-CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM = 720, 200, 40, 24
-
-
-def hourly_chart(buckets: list[dashboard.HourBucket]) -> dict:
-    """Geometry for the sent-vs-failed bar chart, drawn as inline SVG by the template (no JavaScript, no CDN)."""
-    plot_height = CHART_HEIGHT - CHART_BOTTOM - 8
-    peak = max([max(b.sent, b.failed) for b in buckets] + [1])
-    slot = (CHART_WIDTH - CHART_LEFT) / max(len(buckets), 1)
-    bar = max(slot / 2 - 2, 1)
-    bars, labels = [], []
-    for index, bucket in enumerate(buckets):
-        x = CHART_LEFT + index * slot
-        end = bucket.start + timedelta(hours=1)
-        for offset, status, count in ((1, "sent", bucket.sent), (1 + bar, "failed", bucket.failed)):
-            height = round(plot_height * count / peak, 1)
-            bars.append({
-                "x": round(x + offset, 1), "y": round(8 + plot_height - height, 1), "width": round(bar, 1),
-                "height": height, "status": status, "count": count,
-                "title": f"{bucket.start:%H:00}–{end:%H:00}: {count} {status}",
-                "url": changelist_url(status=status, finished_at__gte=bucket.start.isoformat(), finished_at__lt=end.isoformat()),
-            })
-        if index % 3 == 0:
-            labels.append({"x": round(x + slot / 2, 1), "text": f"{bucket.start:%H}h"})
-    return {
-        "width": CHART_WIDTH, "height": CHART_HEIGHT, "left": CHART_LEFT, "baseline": CHART_HEIGHT - CHART_BOTTOM,
-        "label_y": CHART_HEIGHT - 8, "peak": peak, "bars": bars, "labels": labels,
-        "total_sent": sum(b.sent for b in buckets), "total_failed": sum(b.failed for b in buckets),
-    }
