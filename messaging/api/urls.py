@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from messaging.api import metrics, views
+from messaging.api import errors, metrics, views
 
 urlpatterns = [
     path("", views.RootView.as_view(), name="root"),
@@ -10,4 +10,6 @@ urlpatterns = [
     path("messages/<int:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
     path("tasks/<str:task_id>", views.TaskView.as_view(), name="task-detail"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # Last: whatever no route matched is the API's JSON 404, not Django's HTML page.
+    re_path(r"^(?!admin(/|$)|static/)", errors.not_found),
 ]

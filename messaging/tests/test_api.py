@@ -203,3 +203,130 @@ def test_a_client_cannot_use_the_consoles_reserved_idempotency_keys(api, sandbox
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()["error"]["fields"]
     assert OutboundMessage.objects.count() == 0
+
+
+# --- issue 9: what a new user tripped over ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ["98765 4321", "98765-4321", "987654321", "+55 11 98765-4321", "4321"])
+def test_the_phone_filter_finds_a_message_by_any_fragment_the_admin_search_finds(api, admin_client, sandbox_settings, typed):
+    wanted, _ = services.accept_message(phone="+5511987654321", text="wanted")
+    services.accept_message(phone="+5511912345678", text="other")
+
+    by_api = [m["id"] for m in api.get("/messages", {"phone": typed}).json()["results"]]
+    by_admin = list(admin_client.get("/admin/messaging/outboundmessage/", {"q": typed}).context["cl"].result_list)
+
+    assert by_api == [wanted.pk]
+    assert [m.pk for m in by_admin] == by_api
+
+
+@pytest.mark.parametrize("path", ["/messages/abc", "/messages/-1", "/messages/1/attempts", "/nowhere"])
+def test_a_path_no_route_matches_is_the_json_error_envelope(api, sandbox_settings, path):
+    response = api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["success"] is False
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_admin_keeps_its_own_pages_for_unknown_paths(admin_client):
+    assert admin_client.get("/admin/messaging/outboundmessage/999999/change/").status_code in (302, 404)
+    assert "application/json" not in admin_client.get("/admin/nowhere/").get("Content-Type", "")
+
+
+def test_an_idempotency_key_reused_with_another_body_is_a_422_naming_the_header(api, sandbox_settings):
+    first = post(api, {"phone": "+5511987654321", "message": "Pedido 123"}, HTTP_IDEMPOTENCY_KEY="order-123")
+    other = post(api, {"phone": "+5511987654321", "message": "Pedido 124"}, HTTP_IDEMPOTENCY_KEY="order-123")
+    assert first.status_code == 202
+    assert other.status_code == 422
+    assert list(other.json()["error"]["fields"]) == ["Idempotency-Key"]
+    assert other.json()["error"]["message"].startswith("Idempotency-Key: ")
+    assert OutboundMessage.objects.count() == 1
+    # The same request typed another way is a true repeat.
+    again = post(api, {"phone": "+55 11 98765-4321", "message": "Pedido 123"}, HTTP_IDEMPOTENCY_KEY="order-123")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+def test_a_retried_scheduled_request_returns_its_message_even_after_its_send_time(api, sandbox_settings):
+    when = (timezone.now() + timedelta(seconds=1)).isoformat()
+    body = {"phone": "+5511987654321", "message": "reminder", "scheduled_at": when}
+    first = post(api, body, HTTP_IDEMPOTENCY_KEY="reminder-9")
+    assert first.status_code == 202
+    import time
+    time.sleep(1.2)  # the client's retry comes after the send time it asked for
+
+    again = post(api, body, HTTP_IDEMPOTENCY_KEY="reminder-9")
+
+    assert again.status_code == 200, again.json()
+    assert again.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.parametrize("padding", ["\xa0", "\x85", " ", "\u2003"])
+def test_a_reserved_key_is_refused_whatever_whitespace_hides_its_prefix(api, sandbox_settings, padding):
+    original, _ = services.accept_message(phone="+5511987654321", text="hi")
+    response = post(api, {"phone": "+5511987654321", "message": "x"},
+                    HTTP_IDEMPOTENCY_KEY=f"{padding}console:resend-of:{original.pk}")
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+    assert not OutboundMessage.objects.filter(idempotency_key__startswith="console:").exists()
+
+
+def test_a_number_typed_without_its_country_code_is_refused_not_sent_abroad(api, sandbox_settings):
+    response = post(api, {"phone": "11 98765-4321", "message": "hi"})
+    assert response.status_code == 400
+    assert "add the country code" in response.json()["error"]["fields"]["phone"][0]
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_with_a_default_region_a_number_without_country_code_is_read_there(api, sandbox_settings):
+    sandbox_settings.MESSAGING_DEFAULT_REGION = "BR"
+    response = post(api, {"phone": "11 98765-4321", "message": "hi"})
+    assert (response.status_code, response.json()["phone"]) == (202, "+5511987654321")
+
+
+def test_a_task_id_the_console_never_issued_is_a_json_404(api, sandbox_settings):
+    response = api.get("/tasks/5f0e9a4c-0000-4000-8000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["success"] is False
+
+
+@pytest.mark.parametrize(
+    "status, state",
+    [("queued", "PENDING"), ("sending", "STARTED"), ("retrying", "RETRY"), ("sent", "SUCCESS"),
+     ("failed", "FAILURE"), ("cancelled", "REVOKED")],
+)
+def test_a_task_reads_its_messages_state_in_celerys_words(api, sandbox_settings, status, state):
+    message, _ = services.accept_message(phone="+5511987654321", text="hi")
+    OutboundMessage.objects.filter(pk=message.pk).update(status=status)
+    body = api.get(f"/tasks/{message.task_id}").json()
+    assert (body["state"], body["message_id"], body["result"]["status"]) == (state, message.pk, status)
+
+
+# --- one validation surface: whoever calls the service, nothing reaches a database error ------------------------
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"phone": "+5511987654321\x00", "text": "hi"}, "phone"),
+        ({"phone": "+5511987654321", "text": "hi\x00"}, "text"),
+        ({"phone": "+5511987654321", "text": "hi \ud800"}, "text"),
+        ({"phone": "+5511987654321", "text": "hi", "instance": "con\x00sole"}, "instance"),
+    ],
+)
+def test_the_service_refuses_what_postgresql_cannot_store_whoever_calls_it(sandbox_settings, values, field):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        services.accept_message(**values)
+    assert field in refused.value.message_dict
+    assert OutboundMessage.objects.count() == 0
+
+
+def test_a_send_time_with_an_offset_postgresql_refuses_is_stored_in_utc(sandbox_settings):
+    from datetime import datetime, timezone as dt_timezone
+
+    far_east = dt_timezone(timedelta(hours=20))  # Python allows it; PostgreSQL refuses offsets past 15:59
+    when = (timezone.now() + timedelta(days=1)).astimezone(far_east).replace(microsecond=0)
+    message, _ = services.accept_message(phone="+5511987654321", text="hi", scheduled_at=when)
+    assert OutboundMessage.objects.get(pk=message.pk).scheduled_at == when

@@ -146,3 +146,49 @@ def test_text_and_times_postgresql_cannot_store_are_rejected_per_item_not_a_serv
         assert list(results[1]["errors"]) == [field]
         assert OutboundMessage.objects.count() == 1
     assert api.get("/messages").status_code == 200
+
+
+def published_send_tasks() -> list[tuple[str, int]]:
+    """Take every task waiting in the transactional queue: (task id, message id) each."""
+    taken = []
+    with app.connection_for_write() as connection:
+        queue = app.amqp.queues[TRANSACTIONAL_QUEUE].bind(connection.default_channel)
+        queue.declare()
+        while (task := queue.get(no_ack=True)) is not None:
+            taken.append((task.headers["id"], json.loads(task.body)[0][0]))
+    return taken
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_items_due_now_are_published_and_the_scheduled_ones_wait_for_beat(api, sandbox_settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging import maintenance
+
+    app.control.purge()
+    later = (timezone.now() + timedelta(seconds=1)).isoformat()
+    response = post_bulk(api, [
+        {"phone": "+55 11 98765-4321", "message": "now"},
+        {"phone": "+55 11 98765-4322", "message": "later", "scheduled_at": later},
+    ])
+    now_item, later_item = response.json()["results"]
+
+    assert published_send_tasks() == [(now_item["task_id"], now_item["id"])]
+    assert later_item["task_id"] is None
+    wait_for(lambda: timezone.now().isoformat() > later, timeout=5)
+    assert maintenance.dispatch_due_messages() == 1
+    released = OutboundMessage.objects.get(pk=later_item["id"])
+    assert published_send_tasks() == [(released.task_id, released.pk)]
+
+
+@pytest.mark.django_db
+def test_a_repeated_item_key_returns_the_first_message_and_another_request_under_it_is_refused(sandbox_settings):
+    item = {"phone": "+5511987654321", "text": "run 7, contact 42", "idempotency_key": "campaign-run-7:42"}
+    first = services.accept_messages(items=[item], source="campaign:7")[0]
+    again, reused = services.accept_messages(items=[item, {**item, "text": "something else"}])
+
+    assert (first.created, again.created, again.message.pk) == (True, False, first.message.pk)
+    assert list(reused.errors) == ["idempotency_key"]
+    assert OutboundMessage.objects.get().source == "campaign:7"

@@ -267,3 +267,87 @@ def test_a_last_try_that_timed_out_but_went_out_ends_sent_not_failed(sandbox_set
     attempt = message.attempts.get()
     assert (attempt.outcome, attempt.reconciled) == (AttemptOutcome.SENT, True)
     assert len(sandbox_copies(evolution_sandbox, "5511987650408")) == 1
+
+
+# --- a worker that really dies mid-call, and the last allowed attempt ---------------------------------------------
+
+
+def test_a_worker_killed_inside_its_http_call_leaves_a_started_attempt_and_the_message_is_sent_once(
+    sandbox_settings, evolution_sandbox
+):
+    """kill -9 a real process while its request to Evolution is in flight (the sandbox has recorded the message
+    and holds the answer): the attempt row it wrote before the call is the trace the sweeper recovers from."""
+    message, _ = services.accept_message(phone="+55 11 98765-0408", text="killed mid-call")
+    script = (
+        "import django; django.setup()\n"
+        "from messaging import services\n"
+        f"services.send_message(message_id={message.pk}, task_id='doomed')\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url_of_the_test_database(),
+        "EVOLUTION_API_URL": evolution_sandbox.url,
+        "EVOLUTION_API_KEY": evolution_sandbox.api_key,
+        "EVOLUTION_INSTANCE_NAME": evolution_sandbox.instance,
+    }
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
+    try:
+        wait_for(lambda: sandbox_copies(evolution_sandbox, "5511987650408"), timeout=30, what="the send reaching Evolution")
+        worker.kill()  # SIGKILL: no except, no finally, nothing written after this
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    attempt = SendAttempt.objects.get(message=message)
+    assert (attempt.number, attempt.outcome, attempt.task_id) == (1, AttemptOutcome.STARTED, "doomed")
+    assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.SENDING
+
+    OutboundMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert maintenance.requeue_stuck_messages()["interrupted"] == 1
+    assert services.send_message(message_id=message.pk).status == MessageStatus.SENT
+    first, second = OutboundMessage.objects.get(pk=message.pk).attempts.all()
+    assert (first.outcome, first.maybe_sent) == (AttemptOutcome.INTERRUPTED, True)
+    assert (second.outcome, second.reconciled) == (AttemptOutcome.SENT, True)
+    assert len(sandbox_copies(evolution_sandbox, "5511987650408")) == 1
+
+
+def _stuck_in_attempt(number: int) -> OutboundMessage:
+    message, _ = services.accept_message(phone="+5511987654321", text=f"stuck in attempt {number}")
+    OutboundMessage.objects.filter(pk=message.pk).update(
+        status=MessageStatus.SENDING, attempt_count=number, updated_at=timezone.now() - timedelta(hours=1)
+    )
+    for earlier in range(1, number):
+        SendAttempt.objects.create(message=message, number=earlier, outcome=AttemptOutcome.TEMPORARY_ERROR)
+    SendAttempt.objects.create(message=message, number=number)
+    return message
+
+
+def test_a_send_interrupted_on_its_last_allowed_attempt_fails_and_is_never_tried_again(sandbox_settings, evolution_sandbox):
+    last = sandbox_settings.MESSAGING_MAX_RETRIES + 1
+    message = _stuck_in_attempt(last)
+
+    assert maintenance.requeue_stuck_messages() == {"queued": 0, "retrying": 0, "interrupted": 0, "failed": 1}
+
+    failed = OutboundMessage.objects.get(pk=message.pk)
+    assert (failed.status, failed.attempt_count, failed.last_error_kind) == (MessageStatus.FAILED, last, "interrupted")
+    assert services.send_message(message_id=message.pk).status == "skipped"
+    assert failed.attempts.count() == last
+    assert sandbox_copies(evolution_sandbox, "5511987654321") == []
+
+
+def test_a_send_interrupted_before_its_last_attempt_gets_the_next_one(sandbox_settings, evolution_sandbox):
+    message = _stuck_in_attempt(sandbox_settings.MESSAGING_MAX_RETRIES)
+
+    assert maintenance.requeue_stuck_messages()["interrupted"] == 1
+
+    assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.RETRYING
+    assert services.send_message(message_id=message.pk).status == MessageStatus.SENT
+    assert len(sandbox_copies(evolution_sandbox, "5511987654321")) == 1
+
+
+def test_a_final_failure_reads_failure_over_the_api(api, celery_worker):
+    message = final(send_via_api(api, "+55 11 98765-0000"))
+    body = wait_for(lambda: api.get(f"/tasks/{message.task_id}").json())
+    assert (body["state"], body["result"]["status"], body["result"]["error_kind"]) == ("FAILURE", "failed", "not_on_whatsapp")
