@@ -108,8 +108,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):
 
     fieldsets = [
         (None, {"fields": ["status_badge", "phone", "instance", "text", "scheduled_at", "created_at", "created_by"]}),
-        ("Sending", {"fields": ["attempt_count", "next_attempt_at", "task_link", "last_error_kind", "last_error"]}),
-        ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at", "delivery_receipts"]}),
+        ("Sending", {"fields": ["attempt_count", "next_attempt_at", "celery_task", "last_error_kind", "last_error"]}),
+        ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at"]}),
         ("History", {"fields": ["resend_of_link", "resends_links", "idempotency_key", "updated_at"]}),
     ]
     compose_fieldsets = [(None, {"fields": ["phone", "instance", "text", "scheduled_at", "compose_token"]})]
@@ -140,21 +140,15 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     # --- the message page ---
 
     @admin.display(description="Celery task")
-    def task_link(self, message):
+    def celery_task(self, message):
+        # No link to Celery's result row: a send that ended "failed" is a task that returned normally, which
+        # Celery records as SUCCESS. How the send went is the message's own status.
         if not message.task_id:
             return "—"
-        from django_celery_results.models import TaskResult
-
-        result_pk = TaskResult.objects.filter(task_id=message.task_id).values_list("pk", flat=True).first()
-        if result_pk is None:
-            return format_html("<code>{}</code> (no result recorded yet)", message.task_id)
-        url = reverse("admin:django_celery_results_taskresult_change", args=[result_pk])
-        return format_html('<a href="{}"><code>{}</code></a>', url, message.task_id)
-
-    @admin.display(description="Delivery receipts")
-    def delivery_receipts(self, message):
-        # Webhook receipts (delivered, read) are shown here once the console receives Evolution's webhooks.
-        return "None received yet." if message.status == MessageStatus.SENT else "—"
+        return format_html(
+            "<code>{}</code> · the message is {}", message.task_id,
+            status_badge(message.status, message.get_status_display()),
+        )
 
     @admin.display(description="Resend of")
     def resend_of_link(self, message):
@@ -172,6 +166,14 @@ class OutboundMessageAdmin(admin.ModelAdmin):
             ", ", '<a href="{}">#{}</a> ({})',
             ((reverse("admin:messaging_outboundmessage_change", args=[pk]), pk, status) for pk, status in resends),
         )
+
+    def changelist_view(self, request, extra_context=None):
+        # Not Django's "Select outbound message to change": it lists messages, and none of them is edited.
+        context = {"title": "Messages", "module_name": "messages", **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, {"title": "Compose message", **(extra_context or {})})
 
     def get_form(self, request, obj=None, **kwargs):
         # The compose form on "add"; an existing message's page is all read-only fields.
@@ -310,6 +312,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
         message = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if message is not None:
+            extra_context["title"] = f"Message #{message.pk} to {message.phone}"
             extra_context["message_buttons"] = self.buttons_for(request, message)
             extra_context["message_status"] = message.status
         return super().change_view(request, object_id, form_url, extra_context)

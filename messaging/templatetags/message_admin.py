@@ -87,3 +87,15 @@ def thousands(value) -> str:
         return f"{int(value):,}"
     except (TypeError, ValueError):
         return value
+
+
+@register.filter
+def console_apps(app_list) -> list:
+    """The apps the console is made of (marked by messaging.admin.site.console_app_list)."""
+    return [app for app in app_list if app.get("console")]
+
+
+@register.filter
+def administration_apps(app_list) -> list:
+    """Everything else: who may sign in, and the records of Celery's workers and schedules."""
+    return [app for app in app_list if not app.get("console")]

@@ -61,6 +61,12 @@ def test_the_changelist_answers_what_happened_to_each_message(admin_client):
     assert f'href="{page(failed.pk)}"' in body
 
 
+def test_the_changelist_is_titled_for_what_it_lists(admin_client):
+    body = html(admin_client.get(CHANGELIST))
+    assert "<h1>Messages</h1>" in body and "<title>Messages |" in body
+    assert "outbound message" not in body.lower()
+
+
 def test_the_changelist_is_newest_first(admin_client):
     old = make_message(created_at=timezone.now() - timedelta(days=2))
     new = make_message()
@@ -134,15 +140,44 @@ def test_past_a_thousand_rows_the_count_is_an_estimate_and_says_so(admin_client,
 # --- the message page --------------------------------------------------------------------------------------------
 
 
-def test_the_message_page_shows_the_attempts_and_links_the_task_result(admin_client):
+def test_the_message_page_shows_the_attempts_and_the_task_id(admin_client):
     message = make_message(attempts=FAILED_THEN_SENT)
     TaskResult.objects.create(task_id=message.task_id, status="SUCCESS")
     body = html(admin_client.get(page(message.pk)))
     assert "Attempts" in body
     assert "Connection Closed" in body and "server_error" in body and "500" in body
     assert 'msg-badge--temporary_error' in body and "msg-badge--sent" in body
-    assert "/admin/django_celery_results/taskresult/" in body
+    assert f"<code>{message.task_id}</code>" in body
     assert message.evolution_message_id in body
+
+
+def test_a_failed_message_says_failed_and_does_not_send_the_operator_to_celerys_success(admin_client):
+    # The task returned normally after recording the failure, so Celery's own row says SUCCESS.
+    message = failed_message()
+    result = TaskResult.objects.create(task_id=message.task_id, status="SUCCESS")
+    body = html(admin_client.get(page(message.pk)))
+    task_row = body[body.index("field-celery_task"):]
+    task_row = task_row[: task_row.index("</div>\n")]
+    assert message.task_id in task_row and "Failed" in task_row
+    assert f"/admin/django_celery_results/taskresult/{result.pk}/" not in body
+    # and the result page itself, if someone finds it, can only be read
+    result_page = html(admin_client.get(f"/admin/django_celery_results/taskresult/{result.pk}/change/"))
+    assert 'name="_save"' not in result_page
+    assert admin_client.post(f"/admin/django_celery_results/taskresult/{result.pk}/change/", {"status": "FAILURE"}).status_code == 403
+
+
+def test_a_message_page_shows_values_not_the_hints_for_typing_them(admin_client):
+    body = html(admin_client.get(page(make_message().pk)))
+    assert "E.164, e.g." not in body  # the phone field's help text
+    assert "Evolution API instance name" not in body
+    assert "Celery task id of the send" not in body
+
+
+def test_a_message_page_is_titled_by_its_number_and_phone(admin_client):
+    message = make_message(phone="+5511987654321")
+    body = html(admin_client.get(page(message.pk)))
+    assert f"<h1>Message #{message.pk} to +5511987654321</h1>" in body
+    assert "outbound message" not in body.lower()
 
 
 def test_a_finished_message_is_read_only(admin_client):
@@ -293,6 +328,15 @@ def test_compose_reads_the_time_zone_cookie_as_a_browser_sends_it(admin_client):
     assert message.scheduled_at == datetime(year, 3, 10, 12, 0, tzinfo=ZoneInfo("UTC"))
 
 
+def test_the_compose_page_says_compose_and_has_one_send_button(admin_client):
+    body = html(admin_client.get(f"{CHANGELIST}add/"))
+    assert "<h1>Compose message</h1>" in body and "<title>Compose message |" in body
+    form = body[body.index('id="outboundmessage_form"'):]
+    assert form.count('type="submit"') == 1
+    assert 'type="submit" value="Send"' in form
+    assert "outbound message" not in body.lower()
+
+
 def test_a_double_submitted_compose_form_makes_one_message(admin_client):
     compose(admin_client, compose_token="same-form")
     compose(admin_client, compose_token="same-form")
@@ -386,6 +430,19 @@ def test_the_dashboard_shows_queue_depth_and_an_unreachable_instance(admin_clien
 
 def test_the_admin_index_links_to_the_dashboard(admin_client):
     assert DASHBOARD in html(admin_client.get("/admin/"))
+
+
+def test_a_superuser_meets_the_console_first_and_the_machinery_below(admin_client):
+    index = admin_client.get("/admin/")
+    apps = [app["app_label"] for app in index.context["app_list"]]
+    assert apps[0] == "messaging"
+    assert [model["name"] for model in index.context["app_list"][0]["models"]] == ["Sending dashboard", "Messages"]
+    assert apps.index("auth") < apps.index("django_celery_results") and apps.index("auth") < apps.index("django_celery_beat")
+    body = html(index)
+    assert body.index("Sending dashboard") < body.index("Administration") < body.index("Periodic tasks")
+    # the sidebar of every other page, in the same order
+    sidebar = [app["app_label"] for app in admin_client.get(CHANGELIST).context["available_apps"]]
+    assert sidebar == apps
 
 
 def test_attempt_outcomes_used_as_failed_by_the_filter_are_the_failures():
