@@ -26,13 +26,12 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0)
 
 # name -> (help, label names). Label values are bounded: instances come from settings, reasons from the
-# Evolution client's error kinds, outcomes and events from fixed lists.
+# Evolution client's error kinds, outcomes from a fixed list.
 COUNTERS = {
     "console_messages_accepted": ("Messages accepted for sending.", ("instance",)),
     "console_messages_sent": ("Messages that reached the sent state.", ("instance",)),
     "console_messages_failed": ("Messages that failed for good, by the last error's kind.", ("instance", "reason")),
     "console_send_attempts": ("Tries at Evolution API, by outcome.", ("instance", "outcome")),
-    "console_webhook_events": ("Webhook events received from Evolution API, by event type.", ("event",)),
 }
 HISTOGRAM = "console_send_duration_seconds"
 HISTOGRAM_HELP = "Time one attempt took, from its row being written to its outcome."
@@ -67,16 +66,8 @@ def attempt_finished(
     _write(fields, observations)
 
 
-def webhook_event_received(*, event: str) -> None:
-    _increment("console_webhook_events", {"event": event or "unknown"})
-
-
-def _increment(name: str, labels: dict) -> None:
-    _write({_field(name, labels): 1}, {})
-
-
 def _field(name: str, labels: dict) -> str:
-    # "name|k=v|k=v": label values are instance names, error kinds and event types, which never hold "|" or "=".
+    # "name|k=v|k=v": label values are instance names, error kinds and outcomes, which never hold "|" or "=".
     return "|".join([name, *(f"{key}={labels[key]}" for key in sorted(labels))])
 
 

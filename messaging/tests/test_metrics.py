@@ -196,14 +196,3 @@ def test_metrics_survive_ssl_redirect(client, metrics_settings, db):
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
     assert client.get("/messages").status_code == 301
 
-
-def test_webhook_events_are_counted_by_type(client, metrics_settings, db):
-    from messaging import metrics
-
-    metrics.webhook_event_received(event="messages.update")
-    metrics.webhook_event_received(event="messages.update")
-    metrics.webhook_event_received(event="connection.update")
-
-    samples = scrape(client)
-    assert value(samples, "console_webhook_events_total", event="messages.update") == 2
-    assert value(samples, "console_webhook_events_total", event="connection.update") == 1
