@@ -67,14 +67,18 @@ def fingerprint(*, phone, text, instance, scheduled_at) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def find_earlier(key: str | None, request_fingerprint: str) -> OutboundMessage | None:
+def find_earlier(key: str, request_fingerprint: str) -> OutboundMessage | None:
     """The message first made with ``key``, or None; raises KeyReused when it was made for another request."""
-    if key is None:
-        return None
     existing = OutboundMessage.objects.filter(idempotency_key=key).first()
-    if existing is not None and existing.request_fingerprint and existing.request_fingerprint != request_fingerprint:
-        raise KeyReused(key, existing)
+    if existing is not None:
+        ensure_same_request(existing, request_fingerprint)
     return existing
+
+
+def ensure_same_request(message: OutboundMessage, request_fingerprint: str) -> None:
+    # Messages keyed before fingerprints existed have none: they are taken to match.
+    if message.request_fingerprint and message.request_fingerprint != request_fingerprint:
+        raise KeyReused(message.idempotency_key, message)
 
 
 def _instant(moment):

@@ -117,15 +117,17 @@ def accept_message(
     with another request raises ``idempotency.KeyReused``. A scheduled message waits in the database until beat
     releases it. Keys are stored as given: callers check a client's key with ``idempotency.clean_key``.
     """
-    fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
-    existing = idempotency.find_earlier(idempotency_key, fingerprint)
-    if existing is not None:
-        return existing, False
+    fingerprint = ""
+    if idempotency_key:
+        fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+        existing = idempotency.find_earlier(idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
     cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
     message = _new_message(
         cleaned,
         idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint if idempotency_key else "",
+        request_fingerprint=fingerprint,
         created_by=created_by,
         resend_of=resend_of,
         source=source,
@@ -203,11 +205,12 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str) -> list[
             scheduled_at=item.get("scheduled_at"),
         ) if key else ""
         if key in earlier:
-            first = earlier[key]
-            if first.request_fingerprint and first.request_fingerprint != fingerprint:
-                results.append(BulkItemResult(errors={"idempotency_key": [str(idempotency.KeyReused(key, first))]}))
+            try:
+                idempotency.ensure_same_request(earlier[key], fingerprint)
+            except idempotency.KeyReused as reused:
+                results.append(BulkItemResult(errors={"idempotency_key": [str(reused)]}))
             else:
-                results.append(BulkItemResult(message=first, created=False))
+                results.append(BulkItemResult(message=earlier[key], created=False))
             continue
         try:
             cleaned = validate_message(
