@@ -1,4 +1,8 @@
 """Fixtures shared by every app's tests: the real Celery worker and the Evolution sandbox over HTTP."""
+import os
+import threading
+import uuid
+
 import pytest
 from django.conf import settings as django_settings
 
@@ -10,6 +14,26 @@ def _tests_use_the_real_services():
     # The guarantees under test (conditional UPDATEs, on_commit, many workers) are PostgreSQL's and Redis's.
     assert django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"), "run the tests with `make test`"
     assert django_settings.CELERY_BROKER_URL.startswith("redis"), "run the tests with `make test`"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_under_this_runs_own_prefix():
+    """Counters the tests record go under a prefix of this run, never the console's (console:metrics), also in the
+    processes tests start, and are deleted at the end: a test run leaves nothing in Redis."""
+    import redis
+
+    prefix = f"test:{uuid.uuid4().hex}:metrics"
+    previous = django_settings.METRICS_KEY_PREFIX, os.environ.get("METRICS_KEY_PREFIX")
+    django_settings.METRICS_KEY_PREFIX = os.environ["METRICS_KEY_PREFIX"] = prefix
+    yield prefix
+    django_settings.METRICS_KEY_PREFIX = previous[0]
+    if previous[1] is None:
+        del os.environ["METRICS_KEY_PREFIX"]
+    else:
+        os.environ["METRICS_KEY_PREFIX"] = previous[1]
+    with redis.Redis.from_url(django_settings.METRICS_REDIS_URL) as store:
+        for key in store.scan_iter(match=f"{prefix}*"):
+            store.delete(key)
 
 
 @pytest.fixture(scope="session")
@@ -50,5 +74,23 @@ def celery_worker(sandbox_settings, transactional_db):
         shutdown_timeout=15,
     ) as worker:
         yield worker
+    _close_the_database_connections_of(worker.pool)
     app.control.purge()
+
+
+def _close_the_database_connections_of(pool) -> None:
+    """Celery leaves a stopped worker's threads running, each holding its connection to the test database, and
+    PostgreSQL then refuses to drop that database at the end of the run. Close them in their own threads."""
+    from django.db import connections
+
+    threads = pool.executor._max_workers
+    everyone_has_one = threading.Barrier(threads)
+
+    def close() -> None:
+        everyone_has_one.wait(timeout=10)  # each of the pool's threads takes exactly one of these jobs
+        connections.close_all()
+
+    for _ in range(threads):
+        pool.executor.submit(close)
+    pool.executor.shutdown(wait=True)
 

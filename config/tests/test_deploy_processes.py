@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
 from rest_framework.authtoken.models import Token
@@ -76,7 +77,7 @@ def processes(tmp_path, evolution_sandbox):
         "EVOLUTION_API_KEY": evolution_sandbox.api_key,
         "EVOLUTION_INSTANCE_NAME": evolution_sandbox.instance,
         "METRICS_TOKEN": METRICS_TOKEN,
-        "METRICS_KEY_PREFIX": f"test:entry:{uuid.uuid4().hex}",
+        "METRICS_KEY_PREFIX": f"{settings.METRICS_KEY_PREFIX}:entry:{uuid.uuid4().hex}",  # deleted with the run's keys
         "MESSAGING_DISPATCH_INTERVAL_SECONDS": "1",
     }
     app.control.purge()
