@@ -26,9 +26,13 @@ migrate: install
 
 # Web on :8000, worker, beat and the Evolution sandbox on :8081. With no DATABASE_URL/REDIS_URL it is
 # all embedded (SQLite and a filesystem broker under var/); set them to use PostgreSQL and Redis.
+# honcho would load .env into every process (over the shell's variables), and .env is docker compose's file:
+# production ports, host.docker.internal, HTTPS redirects. `-e /dev/null` keeps the dev defaults; variables
+# set in the shell still apply.
 dev: migrate
+	@if [ -f .env ]; then echo "make dev: not reading .env (docker compose's settings); set variables in the shell, e.g. DATABASE_URL=... make dev" >&2; fi
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py bootstrap_console
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/honcho start -f Procfile
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/honcho start -f Procfile -e /dev/null
 
 # Start PostgreSQL and Redis if they are down (the commands the machine documents).
 services:
