@@ -197,6 +197,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # The exchange table; kombu's default is "control" in the current directory (the repository's root).
+        "control_folder": str(_broker_dir / "control"),
     }
 # Task results and states go to the database (django-celery-results) so GET /tasks/{id} and the admin see them.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
