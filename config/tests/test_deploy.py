@@ -163,6 +163,25 @@ def test_redis_keeps_an_append_only_file_on_a_volume_and_postgres_a_volume():
     assert services["postgres"]["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
 
 
+def services_started_by_up(env: dict[str, str]) -> set[str]:
+    """What `docker compose up` starts with this .env: services without a profile, and those of COMPOSE_PROFILES."""
+    profiles = {name.strip() for name in env.get("COMPOSE_PROFILES", "").split(",") if name.strip()}
+    return {
+        name for name, service in compose_source()["services"].items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+def test_a_first_up_with_the_example_env_starts_no_flower_without_its_login():
+    # Flower exits without FLOWER_BASIC_AUTH, and restart: unless-stopped turned that into a restart loop.
+    example = env_example_variables()
+    started = services_started_by_up(example)
+
+    assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= started
+    assert "flower" not in started or example["FLOWER_BASIC_AUTH"]
+    assert "flower" in services_started_by_up({**example, "COMPOSE_PROFILES": "flower"})
+
+
 def test_the_sandbox_runs_only_with_its_profile_and_binds_every_interface():
     sandbox = compose_source()["services"]["sandbox"]
     assert sandbox["profiles"] == ["sandbox"]
