@@ -1,4 +1,5 @@
 """The deployment files say what the project can do: compose parses, its commands exist, settings pass check --deploy."""
+import fnmatch
 import json
 import re
 import shutil
@@ -314,6 +315,36 @@ def test_the_image_is_multi_stage_slim_and_runs_as_a_user():
     assert "requirements.txt" in text and re.search(r"^USER console$", text, re.M)
     for pattern in (".venv", ".env", ".git", "var/", "staticfiles/"):
         assert pattern in (BASE_DIR / ".dockerignore").read_text().split()
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` (relative to the repository) out of the build context."""
+    patterns = [line.strip() for line in (BASE_DIR / ".dockerignore").read_text().splitlines()]
+    ignored = False
+    for pattern in (p for p in patterns if p and not p.startswith("#")):
+        negated, pattern = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+        candidates = [path] + [str(parent) for parent in Path(path).parents if str(parent) != "."]
+        if any(fnmatch.fnmatch(candidate, pattern) or fnmatch.fnmatch(candidate, pattern.removeprefix("**/"))
+               or fnmatch.fnmatch(candidate, f"*/{pattern.removeprefix('**/')}") for candidate in candidates):
+            ignored = not negated
+    return ignored
+
+
+def test_the_image_holds_the_console_and_not_its_tests_benchmarks_screenshots_or_dev_tools():
+    for kept_out in (".venv/bin/python", "bench/harness.py", "docs/admin-dashboard.png", "messaging/tests/test_api.py",
+                     "evolution/tests/conftest.py", "config/tests/test_deploy.py", "conftest.py", "tests_support.py"):
+        assert dockerignored(kept_out), kept_out
+    # ...while everything the image and compose run is still in it.
+    runtime = ["manage.py", "requirements.txt", "config/settings.py", "config/gunicorn.py", "evolution/sandbox/server.py"]
+    runtime += [word.removeprefix("/app/") for cmd in all_commands() for word in cmd if word.startswith("/app/")]
+    for kept_in in runtime:
+        assert (BASE_DIR / kept_in).is_file() and not dockerignored(kept_in), kept_in
+
+
+def test_dev_tools_are_not_installed_in_the_image():
+    runtime = (BASE_DIR / "requirements.txt").read_text().lower()
+    assert "honcho" not in runtime and "honcho" in (BASE_DIR / "requirements-dev.txt").read_text().lower()
+    assert "honcho" not in DOCKERFILE.read_text() + COMPOSE_FILE.read_text()
 
 
 # --- check --deploy ---------------------------------------------------------------------------------------------
