@@ -7,6 +7,7 @@ the folder in ADMIN_SCREENSHOTS_DIR: `ADMIN_SCREENSHOTS_DIR=docs make test` refr
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,15 @@ from django.core.management import call_command
 
 from tests_support import wait_for
 from messaging import services
-from messaging.models import MessageStatus, OutboundMessage
-from messaging.tests.admin_fixtures import CHANGELIST, DASHBOARD, admin_static_files_and_cache, make_user  # noqa: F401
+from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage
+from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
+    CHANGELIST,
+    DASHBOARD,
+    admin_static_files_and_cache,
+    make_message,
+    make_user,
+    page,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,3 +137,65 @@ def test_an_operator_finds_a_failed_message_by_phone_and_resends_it_until_sent(
     assert "Sent vs failed per hour" in browser.find_element(By.ID, "hourly-chart").text
     assert browser.find_elements(By.CSS_SELECTOR, "#hourly-chart svg rect")
     screenshot(browser, "admin-dashboard")
+
+
+def sideways_scrollers(driver) -> list[str]:
+    """The page, or any box in it, that hides part of its content behind a horizontal scroll (empty when it fits).
+
+    Django wraps the changelist and inline tables in boxes with overflow-x: auto, so a too-wide table scrolls
+    inside its box while the page itself looks fine.
+    """
+    return driver.execute_script("""
+        var found = [], page = document.documentElement;
+        if (page.scrollWidth > page.clientWidth) found.push("page by " + (page.scrollWidth - page.clientWidth) + "px");
+        document.querySelectorAll("#content *").forEach(function (box) {
+            var overflow = getComputedStyle(box).overflowX;
+            if ((overflow === "auto" || overflow === "scroll") && box.scrollWidth > box.clientWidth + 1) {
+                found.push((box.id || box.className || box.tagName) + " by " + (box.scrollWidth - box.clientWidth) + "px");
+            }
+        });
+        return found;
+    """)
+
+
+def right_edge_in_view(driver, selector: str) -> bool:
+    return driver.execute_script(
+        "var r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        " return r.width > 0 && r.right <= document.documentElement.clientWidth;", selector,
+    )
+
+
+def test_on_a_1366_pixel_screen_the_changelist_and_the_attempts_fit_without_sideways_scrolling(browser, live_server):
+    """The smallest common laptop screen, with the navigation sidebar open: every column in view."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    # The widest rows an operator meets: long texts and errors, and a message with every column of attempts filled.
+    long_error = "Evolution API answered 500: Connection Closed while sending to 5511987654321@s.whatsapp.net " * 2
+    attempts = [
+        (AttemptOutcome.TEMPORARY_ERROR, 500, "server_error", long_error),
+        (AttemptOutcome.TEMPORARY_ERROR, 503, "server_error", long_error),
+        (AttemptOutcome.PERMANENT_ERROR, 400, "not_on_whatsapp", long_error),
+    ]
+    failed = make_message(
+        "failed", text="Olá Carlos, seu pedido #4821 saiu para entrega e chega hoje entre 14h e 18h. " * 3,
+        attempts=attempts, last_error_kind="not_on_whatsapp", last_error=long_error,
+    )
+    failed.attempts.update(task_id=str(uuid.uuid4()), evolution_message_id="3EB0C767D26A1D9F7A12B4")
+    for _ in range(10):
+        make_message(text="Seu código de verificação é 482113. Não compartilhe este código com ninguém. " * 2)
+    make_user("boss", superuser=True)  # the admin's navigation sidebar open, as a first visit shows it
+
+    browser.set_window_size(1366, 768)
+    browser.get(f"{live_server.url}/admin/login/?next={CHANGELIST}")
+    browser.find_element(By.NAME, "username").send_keys("boss")
+    browser.find_element(By.NAME, "password").send_keys("secret-pass-123", Keys.ENTER)
+    wait_for(lambda: browser.current_url.endswith(CHANGELIST), timeout=15)
+    assert browser.find_element(By.ID, "nav-sidebar").is_displayed()
+    assert sideways_scrollers(browser) == []
+    assert right_edge_in_view(browser, "#result_list th.column-sent")
+
+    browser.get(f"{live_server.url}{page(failed.pk)}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#attempts-group tbody tr.has_original")) == 3
+    assert sideways_scrollers(browser) == []
+    assert right_edge_in_view(browser, "#attempts-group th.column-task")
