@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "evolution",
     "messaging",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -137,6 +138,8 @@ WHITENOISE_USE_FINDERS = True
 # --- REST API ------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # API clients' keys (access/), then people's: a DRF token, or the admin session in the browsable API.
+        "access.authentication.ApiClientAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

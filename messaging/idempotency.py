@@ -1,7 +1,8 @@
 """Idempotency keys: every key the console stores is made or checked here.
 
 A client's key (the API's ``Idempotency-Key`` header) makes a retried request return the first message instead of
-a second one. The same key with a different request is a client bug, refused as Stripe's API refuses it rather than
+a second one. Keys are scoped to who sent them: two clients using "order-1" make two messages, and no client can
+find, or block, another's. The same key with a different request is a client bug, refused as Stripe's API refuses it rather than
 answered with a message the client did not ask for: each keyed message keeps a fingerprint of its request.
 Keys starting with ``console:`` are the console's own (an operator's resend, a compose form) and refused from
 clients, so no caller can take the key of a resend before the operator makes it.
@@ -9,6 +10,7 @@ clients, so no caller can take the key of a resend before the operator makes it.
 import hashlib
 import json
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
@@ -18,40 +20,49 @@ RESERVED_PREFIX = "console:"
 MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
 
 
+class Key(NamedTuple):
+    scope: str  # "user:<id>" for a caller's keys, "" for the console's own
+    value: str
+
+    def __str__(self):
+        return self.value
+
+
 class KeyReused(Exception):
     """The key was first used for a different request."""
 
-    def __init__(self, key: str, message: OutboundMessage):
+    def __init__(self, key: Key, message: OutboundMessage):
         super().__init__(f'This key was already used for another request (message {message.pk}); use a new key.')
         self.key = key
         self.message = message
 
 
-def clean_key(raw: str | None, *, field: str = "idempotency_key") -> str | None:
-    """The stored form of a key as a caller sent it (surrounding whitespace dropped), or None for no key.
+def clean_key(raw: str | None, *, owner, field: str = "idempotency_key", max_length: int = MAX_LENGTH) -> Key | None:
+    """The key a caller sent (surrounding whitespace dropped), in ``owner``'s scope, or None for no key.
 
     Raises ValidationError naming ``field`` for a key that is too long, unprintable, or in the reserved space;
     the reserved prefix is checked after stripping, on the very string that would be stored.
     """
-    key = (raw or "").strip() or None
-    if key is None:
+    value = (raw or "").strip() or None
+    if value is None:
         return None
-    if len(key) > MAX_LENGTH or not key.isprintable():
-        raise ValidationError({field: [f"Use up to {MAX_LENGTH} printable characters."]})
-    if key.startswith(RESERVED_PREFIX):
+    if len(value) > max_length or not value.isprintable():
+        raise ValidationError({field: [f"Use up to {max_length} printable characters."]})
+    if value.startswith(RESERVED_PREFIX):
         raise ValidationError({field: [f'Keys starting with "{RESERVED_PREFIX}" are reserved.']})
-    return key
+    return Key(f"user:{owner.pk}", value)
 
 
-def resend_key(original_id: int) -> str:
-    """The key of the resend of a message. One per original: a double-clicked or repeated resend finds the first
-    copy instead of making a second one. To send it yet again, resend the resend."""
-    return f"{RESERVED_PREFIX}resend-of:{original_id}"
+def resend_key(original_id: int) -> Key:
+    """The key of the resend of a message. One per original, whoever resends it: a double-clicked or repeated
+    resend finds the first copy instead of making a second one. To send it yet again, resend the resend."""
+    return Key("", f"{RESERVED_PREFIX}resend-of:{original_id}")
 
 
-def compose_key(form_token: str) -> str:
-    """The key of a message composed in the admin: a double-submitted form is one message."""
-    return f"{RESERVED_PREFIX}compose:{form_token}"[:MAX_LENGTH]
+def compose_key(form_token: str) -> Key:
+    """The key of a message composed in the admin: a double-submitted form is one message. The token comes
+    from the form, so it is hashed to a fixed length rather than trusted to fit."""
+    return Key("", f"{RESERVED_PREFIX}compose:{hashlib.sha256(form_token.encode()).hexdigest()}")
 
 
 def fingerprint(*, phone, text, instance, scheduled_at) -> str:
@@ -67,18 +78,28 @@ def fingerprint(*, phone, text, instance, scheduled_at) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def find_earlier(key: str, request_fingerprint: str) -> OutboundMessage | None:
+def find_earlier(key: Key, request_fingerprint: str) -> OutboundMessage | None:
     """The message first made with ``key``, or None; raises KeyReused when it was made for another request."""
-    existing = OutboundMessage.objects.filter(idempotency_key=key).first()
+    existing = OutboundMessage.objects.filter(idempotency_scope=key.scope, idempotency_key=key.value).first()
     if existing is not None:
         ensure_same_request(existing, request_fingerprint)
     return existing
 
 
+def find_all_earlier(keys) -> dict[Key, OutboundMessage]:
+    """The messages first made with any of ``keys``, by key, in one query per scope."""
+    found: dict[Key, OutboundMessage] = {}
+    for scope in {key.scope for key in keys}:
+        values = [key.value for key in keys if key.scope == scope]
+        for message in OutboundMessage.objects.filter(idempotency_scope=scope, idempotency_key__in=values):
+            found[Key(scope, message.idempotency_key)] = message
+    return found
+
+
 def ensure_same_request(message: OutboundMessage, request_fingerprint: str) -> None:
     # Messages keyed before fingerprints existed have none: they are taken to match.
     if message.request_fingerprint and message.request_fingerprint != request_fingerprint:
-        raise KeyReused(message.idempotency_key, message)
+        raise KeyReused(Key(message.idempotency_scope, message.idempotency_key), message)
 
 
 def _instant(moment):

@@ -152,13 +152,16 @@ class OutboundMessage(models.Model):
     instance = models.CharField(max_length=64, help_text="Evolution API instance name")
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     scheduled_at = models.DateTimeField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # A key is unique within its scope: each API user's keys are its own, and the console's own (resends,
+    # composed messages) share the empty scope. See messaging/idempotency.py.
+    idempotency_scope = models.CharField(max_length=40, blank=True, default="", db_default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     # A digest of what the keyed request asked for: the same key with another request is refused, not answered
     # with the first message (see messaging/idempotency.py).
-    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="")
     # What made this message, for the apps that create them in numbers ("campaign:12"); messaging never reads it,
     # so it imports none of them.
-    source = models.CharField(max_length=64, blank=True, default="")
+    source = models.CharField(max_length=64, blank=True, default="", db_default="")
     task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -194,11 +197,15 @@ class OutboundMessage(models.Model):
             models.Index(fields=["instance", "created_at"], name="msg_instance_created"),
             models.Index(fields=["status", "finished_at", "last_error_kind"], name="msg_status_finished"),
         ]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope"),
+        ]
         # Operator actions are permissions, so roles (groups) grant them; see messaging/roles.py.
         permissions = [
             ("resend_outboundmessage", "Can resend a sent or failed message"),
             ("cancel_outboundmessage", "Can cancel a message not yet sending"),
             ("send_now_outboundmessage", "Can send a scheduled message now"),
+            ("schedule_outboundmessage", "Can schedule a message for later"),
         ]
 
     def __str__(self):

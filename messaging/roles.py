@@ -2,6 +2,9 @@
 
 - Support: sees messages and their attempts, and can resend one. Cannot cancel, send early or compose.
 - Operators: everything on messages: compose and schedule, send now, cancel, resend.
+- API clients: the machines of access/ (one user each): send and schedule, and see only their own messages,
+  since they lack view_outboundmessage. Grant a client more by adding it to another role.
+The same permissions hold in the admin and the API (messaging/api/permissions.py).
 Superusers have every permission. ``ensure_roles`` runs after every ``migrate`` (see MessagingConfig.ready).
 """
 from django.contrib.auth.models import Group, Permission
@@ -19,6 +22,11 @@ ROLES = {
         "resend_outboundmessage",
         "cancel_outboundmessage",
         "send_now_outboundmessage",
+        "schedule_outboundmessage",
+    ],
+    "API clients": [
+        "add_outboundmessage",
+        "schedule_outboundmessage",
     ],
 }
 

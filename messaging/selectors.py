@@ -8,8 +8,18 @@ from messaging.models import OutboundMessage, SendAttempt
 from messaging.phones import normalize_phone
 
 
-def message_list(*, status: str | None = None, phone: str | None = None, created_after=None, created_before=None) -> QuerySet:
-    messages = OutboundMessage.objects.all()
+def visible_messages(*, user) -> QuerySet:
+    """The messages ``user`` may see: all of them with the view permission (operators, support: what the admin
+    shows them), otherwise the ones it sent (an API client)."""
+    if user.has_perm("messaging.view_outboundmessage"):
+        return OutboundMessage.objects.all()
+    return OutboundMessage.objects.filter(created_by=user)
+
+
+def message_list(
+    *, user, status: str | None = None, phone: str | None = None, created_after=None, created_before=None
+) -> QuerySet:
+    messages = visible_messages(user=user)
     if status:
         messages = messages.filter(status=status)
     if phone:
@@ -22,16 +32,17 @@ def message_list(*, status: str | None = None, phone: str | None = None, created
     return messages
 
 
-def message_of_task(*, task_id: str) -> OutboundMessage | None:
-    """The message whose send task has this id, or None (also for ids no Celery task id looks like)."""
+def message_of_task(*, user, task_id: str) -> OutboundMessage | None:
+    """The message ``user`` may see whose send task has this id, or None (also for ids no Celery task id looks
+    like)."""
     if len(task_id) > 255 or not task_id.isprintable():
         return None  # PostgreSQL cannot compare NUL, and no id the console issues is like this
-    return OutboundMessage.objects.filter(task_id=task_id).first()
+    return visible_messages(user=user).filter(task_id=task_id).first()
 
 
-def message_with_attempts(*, message_id: int) -> OutboundMessage:
-    """The message and its attempts in two queries; raises OutboundMessage.DoesNotExist."""
-    return OutboundMessage.objects.prefetch_related(
+def message_with_attempts(*, user, message_id: int) -> OutboundMessage:
+    """The message and its attempts in two queries, if ``user`` may see it; raises OutboundMessage.DoesNotExist."""
+    return visible_messages(user=user).prefetch_related(
         Prefetch("attempts", queryset=SendAttempt.objects.order_by("number"))
     ).get(pk=message_id)
 

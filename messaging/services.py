@@ -105,7 +105,7 @@ def accept_message(
     text: str,
     instance: str | None = None,
     scheduled_at: datetime | None = None,
-    idempotency_key: str | None = None,
+    idempotency_key: idempotency.Key | None = None,
     created_by=None,
     resend_of: OutboundMessage | None = None,
     source: str = "",
@@ -115,7 +115,7 @@ def accept_message(
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
     nothing is created, even if the request would no longer validate (its send time has passed); the same key
     with another request raises ``idempotency.KeyReused``. A scheduled message waits in the database until beat
-    releases it. Keys are stored as given: callers check a client's key with ``idempotency.clean_key``.
+    releases it. Callers make keys with ``idempotency`` (``clean_key`` for a client's, in its scope).
     """
     fingerprint = ""
     if idempotency_key:
@@ -126,7 +126,8 @@ def accept_message(
     cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
     message = _new_message(
         cleaned,
-        idempotency_key=idempotency_key,
+        idempotency_scope=idempotency_key.scope if idempotency_key else "",
+        idempotency_key=idempotency_key.value if idempotency_key else None,
         request_fingerprint=fingerprint,
         created_by=created_by,
         resend_of=resend_of,
@@ -174,27 +175,30 @@ class BulkItemResult:
     created: bool = True
 
 
-def accept_messages(*, items: Sequence[dict], created_by=None, source: str = "") -> list[BulkItemResult]:
+def accept_messages(
+    *, items: Sequence[dict], created_by=None, source: str = "", one_request: bool = False
+) -> list[BulkItemResult]:
     """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
     ``items`` are dicts with ``phone``, ``text`` and optionally ``instance``, ``scheduled_at`` and
-    ``idempotency_key`` (a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
+    ``idempotency_key`` (an ``idempotency.Key``: a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
     nothing; the accepted ones are inserted in one statement and their tasks published in one batch once the rows
     are committed (the same guarantees as one message: row first, publish after commit). An item whose key was
-    seen before returns that message with ``created=False``. Returns one result per item, in order.
+    seen before returns that message with ``created=False``; one first used for another request is an error on
+    its item, or, with ``one_request`` (the keys of one keyed bulk request), ``idempotency.KeyReused`` raised
+    before anything is written. Returns one result per item, in order.
     """
     if len(items) > BULK_MAX_MESSAGES:
         raise ValidationError({"messages": [f"Send at most {BULK_MAX_MESSAGES} messages per request."]})
     try:
-        return _accept_messages(items, created_by=created_by, source=source)
+        return _accept_messages(items, created_by=created_by, source=source, one_request=one_request)
     except IntegrityError:
         # Another request stored one of these keys meanwhile: this time the lookup finds it.
-        return _accept_messages(items, created_by=created_by, source=source)
+        return _accept_messages(items, created_by=created_by, source=source, one_request=one_request)
 
 
-def _accept_messages(items: Sequence[dict], *, created_by, source: str) -> list[BulkItemResult]:
-    keys = [item.get("idempotency_key") for item in items if item.get("idempotency_key")]
-    earlier = {m.idempotency_key: m for m in OutboundMessage.objects.filter(idempotency_key__in=keys)} if keys else {}
+def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_request: bool) -> list[BulkItemResult]:
+    earlier = idempotency.find_all_earlier([item["idempotency_key"] for item in items if item.get("idempotency_key")])
     results: list[BulkItemResult] = []
     accepted: list[OutboundMessage] = []
     now = timezone.now()
@@ -208,6 +212,8 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str) -> list[
             try:
                 idempotency.ensure_same_request(earlier[key], fingerprint)
             except idempotency.KeyReused as reused:
+                if one_request:
+                    raise
                 results.append(BulkItemResult(errors={"idempotency_key": [str(reused)]}))
             else:
                 results.append(BulkItemResult(message=earlier[key], created=False))
@@ -221,7 +227,8 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str) -> list[
             results.append(BulkItemResult(errors=error.message_dict))
             continue
         message = _new_message(
-            cleaned, idempotency_key=key, request_fingerprint=fingerprint, created_by=created_by, source=source,
+            cleaned, idempotency_scope=key.scope if key else "", idempotency_key=key.value if key else None,
+            request_fingerprint=fingerprint, created_by=created_by, source=source,
             created_at=now, updated_at=now,
         )
         if key:

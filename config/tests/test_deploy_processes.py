@@ -15,10 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
-from rest_framework.authtoken.models import Token
 
+from access.models import ApiClient
 from config.celery import app
 from config.tests.test_deploy import command_of, compose_with_defaults, dockerfile_cmd
 from tests_support import database_url_of_the_test_database, free_port, wait_for
@@ -123,9 +122,8 @@ def test_gunicorn_worker_and_beat_run_as_in_the_containers_and_send_a_message(pr
 
     assert wait_for(lambda: app.control.ping(destination=[worker_name], timeout=1), timeout=60, interval=0.5)
 
-    user = get_user_model().objects.create_user(username="entry", password="entry-pass-123")
-    token = Token.objects.create(user=user).key
-    headers = {"Authorization": f"Token {token}"}
+    _, key = ApiClient.objects.create_client(name="entry")  # as an integrator calls it
+    headers = {"Authorization": f"Bearer {key}"}
     created = httpx.post(f"{base}/messages", json={"phone": "+55 11 98765-4321", "message": "Hola"}, headers=headers, timeout=10)
     assert created.status_code == 202, created.text
     message_url = f"{base}/messages/{created.json()['id']}"

@@ -5,7 +5,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -21,6 +21,7 @@ from messaging.api.serializers import (
     read_bulk_item,
 )
 from messaging.api.errors import SERVICE_TO_API_FIELDS
+from messaging.api.permissions import SCHEDULE, MessageActionPermission, MessagePermission
 from messaging.health import system_health
 from messaging.models import MessageStatus, OutboundMessage
 
@@ -74,6 +75,7 @@ _MESSAGE_REPRESENTATION = MessageSerializer()
 
 
 class MessageListCreateView(ListAPIView):
+    permission_classes = [MessagePermission]
     pagination_class = MessageCursorPagination
     serializer_class = MessageSerializer
 
@@ -88,10 +90,14 @@ class MessageListCreateView(ListAPIView):
         )],
     )
     def post(self, request):
-        idempotency_key = idempotency.clean_key(request.headers.get("Idempotency-Key"), field="Idempotency-Key")
+        idempotency_key = idempotency.clean_key(
+            request.headers.get("Idempotency-Key"), owner=request.user, field="Idempotency-Key"
+        )
         log.info("POST /messages received user=%s idempotency_key=%s", request.user.pk, idempotency_key)
         body = MessageCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        if body.validated_data.get("scheduled_at") is not None:
+            require_schedule_permission(request.user)
         message, created = services.accept_message(
             phone=body.validated_data["phone"],
             text=body.validated_data["message"],
@@ -110,10 +116,12 @@ class MessageListCreateView(ListAPIView):
     def get_queryset(self):
         filters = MessageFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return selectors.message_list(**filters.validated_data)
+        return selectors.message_list(user=self.request.user, **filters.validated_data)
 
 
 class MessageBulkCreateView(APIView):
+    permission_classes = [MessagePermission]
+
     @extend_schema(
         summary=f"Accept up to {services.BULK_MAX_MESSAGES} messages in one request",
         description=(
@@ -131,9 +139,22 @@ class MessageBulkCreateView(APIView):
             raise ValidationError({"messages": ["Expected a non-empty list of messages."]})
         if len(raw_items) > services.BULK_MAX_MESSAGES:
             raise ValidationError({"messages": [f"Send at most {services.BULK_MAX_MESSAGES} messages per request."]})
+        request_key = idempotency.clean_key(
+            request.headers.get("Idempotency-Key"), owner=request.user, field="Idempotency-Key",
+            max_length=idempotency.MAX_LENGTH - 5,  # room for each item's "#999"
+        )
+        log.info("POST /messages/bulk received user=%s items=%s idempotency_key=%s", request.user.pk, len(raw_items), request_key)
         shaped = [read_bulk_item(raw) for raw in raw_items]
-        valid = [values for values, errors in shaped if errors is None]
-        stored = iter(services.accept_messages(items=valid, created_by=request.user))
+        valid = []
+        for index, (values, errors) in enumerate(shaped):
+            if errors is None:
+                if request_key:  # item n of a keyed request is "key#n": a repeat finds each one
+                    values["idempotency_key"] = idempotency.Key(request_key.scope, f"{request_key.value}#{index}")
+                valid.append(values)
+        if any(values.get("scheduled_at") is not None for values in valid):
+            require_schedule_permission(request.user)
+        outcomes = services.accept_messages(items=valid, created_by=request.user, one_request=request_key is not None)
+        stored = iter(outcomes)
         results = []
         for index, (values, errors) in enumerate(shaped):
             if errors is None:
@@ -145,6 +166,7 @@ class MessageBulkCreateView(APIView):
                 message = outcome.message
                 results.append({"index": index, "id": message.pk, "task_id": message.task_id or None, "status": message.status})
         accepted = sum(1 for result in results if "id" in result)
+        created = sum(1 for outcome in outcomes if outcome.created and outcome.message is not None)
         body = {"success": accepted > 0, "accepted": accepted, "rejected": len(results) - accepted, "results": results}
         if not accepted:  # the usual error shape too, so clients that only read "error" understand it
             first = results[0]
@@ -154,14 +176,19 @@ class MessageBulkCreateView(APIView):
                 "message": f"no message was accepted; messages[{first['index']}].{field}: {problems[0]}",
                 "fields": {"messages": {str(result["index"]): result["errors"] for result in results}},
             }
-        return Response(body, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_400_BAD_REQUEST)
+        if not accepted:
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        # A repeat of a keyed request made nothing new: 200, as for one message.
+        return Response(body, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class MessageDetailView(APIView):
+    permission_classes = [MessagePermission]
+
     @extend_schema(summary="A message with every send attempt", responses=MessageDetailSerializer)
     def get(self, request, message_id: int):
         try:
-            message = selectors.message_with_attempts(message_id=message_id)
+            message = selectors.message_with_attempts(user=request.user, message_id=message_id)
         except OutboundMessage.DoesNotExist:
             raise NotFound(f"No message with id {message_id}.")
         return Response(MessageDetailSerializer(message).data)
@@ -181,6 +208,8 @@ TASK_STATE_OF_STATUS = {
 
 
 class TaskView(APIView):
+    permission_classes = [MessagePermission]
+
     @extend_schema(
         summary="Celery state of a send task, read from its message",
         description="PENDING, STARTED, RETRY, SUCCESS, FAILURE (failed for good) or REVOKED (cancelled); 404 for "
@@ -188,7 +217,7 @@ class TaskView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, task_id: str):
-        message = selectors.message_of_task(task_id=task_id)
+        message = selectors.message_of_task(user=request.user, task_id=task_id)
         if message is None:
             raise NotFound(f"No send task with id {task_id!r}.")
         result = {"message_id": message.pk, "status": message.status, "attempt_count": message.attempt_count}
@@ -197,3 +226,44 @@ class TaskView(APIView):
         return Response({
             "task_id": task_id, "state": TASK_STATE_OF_STATUS[message.status], "result": result, "message_id": message.pk,
         })
+
+
+class MessageActionView(APIView):
+    """The operator actions of the admin, for callers with the same permissions."""
+
+    permission_classes = [MessageActionPermission]
+
+    @extend_schema(
+        operation_id="messages_action",
+        summary="Cancel a message not yet sending, resend a sent or failed one, or send a scheduled one now",
+        description="cancel and send-now answer the message (409 when its state does not allow it); resend "
+                    "answers the new copy (202), or the earlier copy of an earlier resend (200).",
+        request=None,
+        responses={200: MessageSerializer, 202: MessageSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    )
+    def post(self, request, message_id: str, action: str):
+        message_id = int(message_id)
+        if not selectors.visible_messages(user=request.user).filter(pk=message_id).exists():
+            raise NotFound(f"No message with id {message_id}.")
+        log.info("POST /messages/%s/%s received user=%s", message_id, action, request.user.pk)
+        if action == "resend":
+            outcome = services.resend_message(message_id=message_id, created_by=request.user)
+            if outcome.resend is None:
+                raise Conflict(f"Not resent: {outcome.reason}.")
+            code = status.HTTP_202_ACCEPTED if outcome.created else status.HTTP_200_OK
+            return Response(_MESSAGE_REPRESENTATION.to_representation(outcome.resend), status=code)
+        done = services.cancel_message(message_id=message_id) if action == "cancel" else services.send_now(message_id=message_id)
+        message = OutboundMessage.objects.get(pk=message_id)
+        if not done:
+            raise Conflict(f"Not done: the message is {message.status}.")
+        return Response(_MESSAGE_REPRESENTATION.to_representation(message))
+
+
+def require_schedule_permission(user) -> None:
+    if not user.has_perm(SCHEDULE):
+        raise PermissionDenied("You do not have permission to schedule messages (scheduled_at).")
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"

@@ -5,7 +5,7 @@ import pytest
 
 from tests_support import wait_for
 from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
-from messaging import services
+from messaging import idempotency, services
 from messaging.models import AttemptOutcome, FINAL_STATUSES, MessageStatus, OutboundMessage
 
 
@@ -185,7 +185,7 @@ def test_only_the_items_due_now_are_published_and_the_scheduled_ones_wait_for_be
 
 @pytest.mark.django_db
 def test_a_repeated_item_key_returns_the_first_message_and_another_request_under_it_is_refused(sandbox_settings):
-    item = {"phone": "+5511987654321", "text": "run 7, contact 42", "idempotency_key": "campaign-run-7:42"}
+    item = {"phone": "+5511987654321", "text": "run 7, contact 42", "idempotency_key": idempotency.Key("campaign", "run-7:42")}
     first = services.accept_messages(items=[item], source="campaign:7")[0]
     again, reused = services.accept_messages(items=[item, {**item, "text": "something else"}])
 
