@@ -8,3 +8,9 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("messaging.api.urls")),
 ]
+
+# Django's own error pages, as the API's JSON envelope outside the admin (messaging/api/errors.py).
+handler400 = "messaging.api.errors.bad_request"
+handler403 = "messaging.api.errors.permission_denied"
+handler404 = "messaging.api.errors.page_not_found"
+handler500 = "messaging.api.errors.server_error"

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from django.core.exceptions import ValidationError
 
 from messaging.models import OutboundMessage
+from messaging.phones import phone_digits
 
 RESERVED_PREFIX = "console:"
 MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
@@ -70,7 +71,7 @@ def fingerprint(*, phone, text, instance, scheduled_at) -> str:
     when it would no longer validate, e.g. its send time has passed). Phones compare by their digits, so
     "+55 11 98765-4321" and "5511987654321" are the same request."""
     request = {
-        "phone": "".join(ch for ch in str(phone or "") if ch.isdigit()),
+        "phone": phone_digits(str(phone or "")),
         "text": text,
         "instance": instance or "",
         "scheduled_at": _instant(scheduled_at),

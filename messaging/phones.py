@@ -1,7 +1,22 @@
 """Phone numbers as people type them, turned into the E.164 form the console stores."""
+import unicodedata
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+
+
+def ascii_digits(text: str) -> str:
+    """``text`` with every decimal digit in ASCII (Arabic-Indic "٩", full-width "９") and a full-width plus as "+":
+    the one normalisation for storing a phone and for searching by one."""
+    return "".join(
+        str(unicodedata.decimal(ch)) if ch.isdecimal() else "+" if ch == "\uff0b" else ch for ch in text
+    )
+
+
+def phone_digits(text: str) -> str:
+    """Only the digits of what was typed, in ASCII: what a search by phone compares."""
+    return "".join(ch for ch in ascii_digits(text) if ch.isdigit())
 
 
 def normalize_phone(raw: str) -> str:
@@ -10,7 +25,7 @@ def normalize_phone(raw: str) -> str:
     "+55 11 98765-4321", "5511987654321" and "(55) 11 98765 4321" are the same number. Digits without "+" are
     read in MESSAGING_DEFAULT_REGION when one is set, otherwise as a full international number.
     """
-    text = (raw or "").strip()
+    text = ascii_digits((raw or "").strip())
     if not text:
         raise ValidationError("This field may not be blank.", code="blank")
     region = settings.MESSAGING_DEFAULT_REGION

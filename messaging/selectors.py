@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 
 from messaging.models import OutboundMessage, SendAttempt
-from messaging.phones import normalize_phone
+from messaging.phones import normalize_phone, phone_digits
 
 
 def visible_messages(*, user) -> QuerySet:
@@ -59,7 +59,7 @@ def phone_filter(term: str) -> Q | None:
     containing the digits typed (``98765 4321``, ``98765-4321``, ``987654321``; a trigram index on PostgreSQL),
     or equal to the number once normalised (``11 98765-4321`` with a default region). None when fewer than four
     digits were typed: too few to mean one customer."""
-    digits = "".join(ch for ch in term if ch.isdigit())
+    digits = phone_digits(term)
     if len(digits) < 4:
         return None
     same_phone = Q(phone__contains=digits)

@@ -8,6 +8,7 @@ retention) is in ``messaging/maintenance.py``; the send task and its publisher a
 import logging
 import re
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ log = logging.getLogger("messaging")
 MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 BULK_MAX_MESSAGES = 1000
 _NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1, but tab, LF and CR
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -55,8 +57,10 @@ def validate_message(*, phone: str, text: str, instance: str | None, scheduled_a
         except ValidationError as error:
             errors["phone"] = error.messages
     if "text" not in errors:
-        if not text or not text.strip():
+        if not text or not _has_visible_character(text):
             errors["text"] = ["This field may not be blank."]
+        elif _CONTROL.search(text):
+            errors["text"] = ["Control characters are not allowed (tabs and line breaks are)."]
         elif len(text) > settings.MESSAGING_MAX_TEXT_LENGTH:
             errors["text"] = [
                 f"Ensure this field has no more than {settings.MESSAGING_MAX_TEXT_LENGTH} characters "
@@ -82,6 +86,11 @@ def validate_message(*, phone: str, text: str, instance: str | None, scheduled_a
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def _has_visible_character(text: str) -> bool:
+    # Zero-width spaces and joiners (Cf) and control characters show nothing: a text of only those is blank.
+    return any(not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc") for ch in text)
 
 
 def _unstorable(value: str) -> str | None:

@@ -4,8 +4,11 @@
 
 ``fields`` is present for validation errors and names each offending field as the client sent it.
 """
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -18,6 +21,8 @@ SERVICE_TO_API_FIELDS = {"text": "message", "instance": "instance_name", "idempo
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return Response(_too_large_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, KeyReused):
         # Stripe's rule: a key names one request. 422, not the first message, so the client sees its bug.
         return Response(
@@ -47,8 +52,64 @@ def exception_handler(exc, context):
     return response
 
 
+def envelope(code: str, message: str) -> dict:
+    return {"success": False, "error": {"code": code, "message": message}}
+
+
+def _too_large_body() -> dict:
+    return envelope("too_large", f"The body is over {settings.API_MAX_BODY_BYTES:,} bytes, more than the largest valid request.")
+
+
 def not_found(request, *args, **kwargs):
     """Any path no route matched (``/messages/abc``, ``/messages/-1``): the JSON envelope, not Django's page."""
-    return JsonResponse(
-        {"success": False, "error": {"code": "not_found", "message": f"No such path: {request.path}"}}, status=404
-    )
+    return JsonResponse(envelope("not_found", f"No such path: {request.path}"), status=404)
+
+
+# Django's last-resort pages (config/urls.py): the API's envelope everywhere but in the admin, which keeps its own.
+
+
+def _is_admin(request) -> bool:
+    return request.path.startswith("/admin/")
+
+
+def bad_request(request, exception, *args, **kwargs):
+    if _is_admin(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(_too_large_body(), status=413)
+    return JsonResponse(envelope("bad_request", "The request could not be read."), status=400)
+
+
+def permission_denied(request, exception, *args, **kwargs):
+    if _is_admin(request):
+        return defaults.permission_denied(request, exception)
+    return JsonResponse(envelope("permission_denied", "You do not have permission to do this."), status=403)
+
+
+def page_not_found(request, exception, *args, **kwargs):
+    if _is_admin(request):
+        return defaults.page_not_found(request, exception)
+    return not_found(request)
+
+
+def server_error(request, *args, **kwargs):
+    if _is_admin(request):
+        return defaults.server_error(request)
+    return JsonResponse(envelope("server_error", "Something went wrong on our side; it was logged."), status=500)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse a body larger than the largest valid request (a full bulk request) before anything reads it, with
+    the API's 413 rather than Django's 400 page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.API_MAX_BODY_BYTES and not _is_admin(request):
+            return JsonResponse(_too_large_body(), status=413)
+        return self.get_response(request)
