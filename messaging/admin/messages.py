@@ -15,6 +15,7 @@ from django.utils.text import Truncator
 from messaging import idempotency, selectors, services
 from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
+from messaging.admin.guards import ChangelistGuards
 from messaging.dashboard.views import dashboard_page
 from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage, SendAttempt
 from messaging.paginators import EstimatedCountPaginator
@@ -116,7 +117,7 @@ class SendAttemptInline(admin.TabularInline):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
+class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     form = ComposeMessageForm
     inlines = [SendAttemptInline]
 

@@ -5,6 +5,8 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results import admin as celery_results_admin  # registers them first, so we can replace them
 from django_celery_results.models import GroupResult, TaskResult
 
+from messaging.admin.guards import ChangelistGuards
+
 admin.site.site_header = "WhatsApp messaging console"
 admin.site.site_title = "WhatsApp console"
 admin.site.index_title = "Operator console"
@@ -54,7 +56,7 @@ _django_app_list = admin.site.get_app_list
 admin.site.get_app_list = console_app_list
 
 
-class ReadOnlyResultAdmin:
+class ReadOnlyResultAdmin(ChangelistGuards):
     """Celery's result rows record what a worker did; the console never edits or deletes them by hand.
 
     A send that ends "failed" is still a task that returned normally, so Celery records SUCCESS: the message's
