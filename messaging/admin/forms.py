@@ -12,7 +12,12 @@ from messaging.models import OutboundMessage
 
 
 class ComposeMessageForm(forms.ModelForm):
-    """Phone, instance, text and an optional send time, validated by the same service as POST /messages."""
+    """Phone, instance, text and an optional send time, validated by the same service as POST /messages.
+
+    A send time needs the schedule permission, as it does in the API; the admin sets ``may_schedule`` per user.
+    """
+
+    may_schedule = False
 
     instance = forms.ChoiceField()
     scheduled_at = forms.SplitDateTimeField(
@@ -43,6 +48,8 @@ class ComposeMessageForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("scheduled_at") is not None and not self.may_schedule:
+            self.add_error("scheduled_at", "You do not have permission to schedule messages: leave it empty to send now.")
         try:
             valid = services.validate_message(
                 phone=cleaned.get("phone") or "",

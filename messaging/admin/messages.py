@@ -16,6 +16,7 @@ from messaging import idempotency, selectors, services
 from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
 from messaging.admin.guards import ChangelistGuards
+from messaging.api.permissions import SCHEDULE
 from messaging.dashboard.views import dashboard_page
 from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage, SendAttempt
 from messaging.paginators import EstimatedCountPaginator
@@ -225,7 +226,10 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         # The compose form on "add"; an existing message's page is all read-only fields.
         kwargs["form"] = ComposeMessageForm if obj is None else MessageRecordForm
-        return super().get_form(request, obj, **kwargs)
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None:  # a class made for this request by modelform_factory, so the user's right stays here
+            form.may_schedule = request.user.has_perm(SCHEDULE)
+        return form
 
     def get_fieldsets(self, request, obj=None):
         return self.compose_fieldsets if obj is None else self.fieldsets

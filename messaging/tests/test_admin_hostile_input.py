@@ -1,6 +1,10 @@
 """Hostile but legal input to the admin, sent the way a Support user or an operator could send it from their
 own browser: none of it may answer a 500."""
+from datetime import timedelta
+
 import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
 
 from messaging.models import MessageStatus, OutboundMessage
 from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
@@ -117,6 +121,27 @@ def test_a_compose_token_of_any_length_is_one_message_not_a_500(operator):
     assert first.status_code == second.status_code == 302
     message = OutboundMessage.objects.get()
     assert len(message.idempotency_key) <= 255
+
+
+def test_an_operator_without_the_schedule_permission_cannot_set_a_send_time(operator):
+    operator.user.groups.clear()
+    operator.user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_outboundmessage", "add_outboundmessage"])
+    )
+    later = timezone.localtime() + timedelta(days=1)
+
+    response = compose(operator, scheduled_at_0=f"{later:%Y-%m-%d}", scheduled_at_1="10:00")
+
+    assert response.status_code == 200
+    assert "scheduled_at" in response.context["adminform"].form.errors
+    assert OutboundMessage.objects.count() == 0
+    assert compose(operator).status_code == 302  # sending now is still theirs
+
+
+def test_an_operator_with_the_schedule_permission_sets_a_send_time(operator):
+    later = timezone.localtime() + timedelta(days=1)
+    assert compose(operator, scheduled_at_0=f"{later:%Y-%m-%d}", scheduled_at_1="10:00").status_code == 302
+    assert OutboundMessage.objects.get().status == MessageStatus.SCHEDULED
 
 
 def test_a_nul_byte_in_celerys_results_filter_is_refused_too(client):
