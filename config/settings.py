@@ -151,6 +151,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "messaging.api.errors.exception_handler",
+    # Per signed-in caller (an API client, a token, a session), counted in the shared cache: 429 + Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"caller": os.environ.get("API_THROTTLE_RATE") or "6000/min"},
     "DEFAULT_PARSER_CLASSES": [
         "messaging.api.parsers.JSONBodyParser",
         "rest_framework.parsers.FormParser",
@@ -230,6 +233,21 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = 1000
 # The schedule itself is in config/celery.py, beside the queues and routes.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Cache ---------------------------------------------------------------------------------------------------
+# Shared by every web and worker process, so an API throttle counts each caller once whichever process answers.
+# cache.clear() empties the whole Redis database it is on: CACHE_REDIS_URL gives the cache one of its own.
+CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL") or REDIS_URL
+if CACHE_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+            "KEY_PREFIX": "console:cache",
+        }
+    }
+else:  # embedded mode: no Redis, and one web process
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Logging -------------------------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
