@@ -5,6 +5,7 @@ sandbox on 127.0.0.1:8081), so `make dev` works on a fresh machine. Production s
 and the Evolution variables; see .env.example and the README for every variable.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "evolution",
     "messaging",
     "access",
+    "axes",  # admin login lockouts; last, as django-axes asks
 ]
 
 MIDDLEWARE = [
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "messaging.timezones.OperatorTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by the lockout backend into its 429 page; last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -248,6 +252,20 @@ if CACHE_REDIS_URL:
     }
 else:  # embedded mode: no Redis, and one web process
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Admin login lockouts (django-axes) ----------------------------------------------------------------------
+# After ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused (429) for
+# ADMIN_LOGIN_LOCKOUT_MINUTES, even with the right password; a successful login clears its failures.
+AUTHENTICATION_BACKENDS = [
+    "access.backends.LoginLockoutBackend",  # first: refuses a locked-out pair before any password hashing
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT") or 5)
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("ADMIN_LOGIN_LOCKOUT_MINUTES") or 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # failures survive restarts, and need no Redis
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login would grow with nothing pruning it
 
 # --- Logging -------------------------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

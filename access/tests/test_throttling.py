@@ -1,8 +1,11 @@
-"""Throttles: an API caller over its rate is told to wait (429, the API's envelope, Retry-After)."""
+"""Throttles: an API caller over its rate is told to wait (429, the API's envelope, Retry-After), and an admin
+login is locked out after repeated wrong passwords for that username from that address."""
 import json
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -67,3 +70,54 @@ def test_the_default_rate_lets_the_benchmarks_through():
 
     rate = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["caller"]
     assert rate and int(rate.split("/")[0]) >= 1000
+
+
+# --- admin logins (django-axes) ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff(db):
+    user = get_user_model().objects.create_user(username="olga", password="right-pass-123", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operators"))
+    return user
+
+
+def sign_in(client, password, *, username="olga", address="203.0.113.7"):
+    return client.post(
+        "/admin/login/?next=/admin/", {"username": username, "password": password}, REMOTE_ADDR=address
+    )
+
+
+def signed_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def test_the_sixth_login_after_five_wrong_passwords_is_locked_out_even_when_right(client, staff):
+    for _ in range(4):
+        assert sign_in(client, "wrong").status_code == 200  # the form again, with its error
+    assert sign_in(client, "wrong").status_code == 429  # the fifth failure starts the lockout
+
+    locked = sign_in(client, "right-pass-123")
+
+    assert locked.status_code == 429
+    assert not signed_in(client)
+
+
+def test_a_lockout_is_for_that_username_from_that_address(client, staff):
+    for _ in range(5):
+        sign_in(client, "wrong")
+
+    assert sign_in(client, "right-pass-123", address="198.51.100.9").status_code == 302
+    assert signed_in(client)
+
+
+def test_a_successful_login_clears_the_failures(client, staff):
+    for _ in range(4):
+        sign_in(client, "wrong")
+    assert sign_in(client, "right-pass-123").status_code == 302
+    client.logout()
+    for _ in range(4):
+        sign_in(client, "wrong")
+
+    assert sign_in(client, "right-pass-123").status_code == 302
+    assert signed_in(client)
