@@ -30,6 +30,13 @@ CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageSt
 RETRY_EARLY_TOLERANCE = timedelta(seconds=1)
 
 
+class Priority(models.TextChoices):
+    """Which queue a message's send goes through: one a person waits for goes ahead of mass sends."""
+
+    TRANSACTIONAL = "transactional", "Transactional"  # a single send: the API, the admin, a resend
+    BULK = "bulk", "Bulk"  # bulk requests, campaigns, scheduled releases
+
+
 class OutboundMessageQuerySet(models.QuerySet):
     """State transitions. Each returns True only for the caller that actually moved the row."""
 
@@ -151,6 +158,9 @@ class OutboundMessage(models.Model):
     text = models.TextField()
     instance = models.CharField(max_length=64, help_text="Evolution API instance name")
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
+    priority = models.CharField(
+        max_length=16, choices=Priority.choices, default=Priority.TRANSACTIONAL, db_default=Priority.TRANSACTIONAL
+    )
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # A key is unique within its scope: each API user's keys are its own, and the console's own (resends,
     # composed messages) share the empty scope. See messaging/idempotency.py.
