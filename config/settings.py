@@ -173,6 +173,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation also documents the errors it shares with the others (400, 401, 403, 404, ...).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "messaging.api.schema.add_shared_errors",
+    ],
 }
 
 # --- Evolution API -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -60,6 +61,7 @@ def _too_large_body() -> dict:
     return envelope("too_large", f"The body is over {settings.API_MAX_BODY_BYTES:,} bytes, more than the largest valid request.")
 
 
+@csrf_exempt  # a POST to no route is a 404, not CsrfViewMiddleware's HTML 403
 def not_found(request, *args, **kwargs):
     """Any path no route matched (``/messages/abc``, ``/messages/-1``): the JSON envelope, not Django's page."""
     return JsonResponse(envelope("not_found", f"No such path: {request.path}"), status=404)

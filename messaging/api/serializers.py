@@ -1,7 +1,9 @@
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from messaging.models import MessageStatus, OutboundMessage, SendAttempt
+from messaging.services import BULK_MAX_MESSAGES
 
 
 class MessageCreateSerializer(serializers.Serializer):
@@ -51,10 +53,18 @@ class MessageDetailSerializer(MessageSerializer):
 
 
 class MessageFilterSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
-    phone = serializers.CharField(required=False)
+    # Empty is "any", as the selector reads it (``?status=&phone=`` from a form lists everything).
+    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False, allow_blank=True)
+    phone = serializers.CharField(required=False, allow_blank=True)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        # DRF reads an empty query value as absent; an empty date is no date, so say so rather than list everything.
+        empty = [name for name in ("created_after", "created_before") if self.initial_data.get(name) == ""]
+        if empty:
+            raise serializers.ValidationError({name: ["Datetime has wrong format. Use ISO 8601."] for name in empty})
+        return attrs
 
 
 def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
@@ -86,3 +96,64 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
         else:
             values["scheduled_at"] = parsed
     return (None, errors) if errors else (values, None)
+
+
+# --- Shapes that only document answers (/schema); the views build these bodies as dicts. ----------------------
+
+
+@extend_schema_field({"type": "boolean", "enum": [False]})
+class FalseField(serializers.BooleanField):
+    """``success`` of an error: always false."""
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text='Stable, for programs: "invalid", "not_authenticated", "not_found", ...')
+    message = serializers.CharField(help_text="For people: the first problem, naming its field.")
+    fields = serializers.DictField(
+        required=False,
+        help_text="Validation errors by field as the client sent it (a header, a body field, or \"body\").",
+    )
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    """Every API error (messaging/api/errors.py)."""
+
+    success = FalseField()
+    error = ApiErrorSerializer()
+
+
+class BulkItemSerializer(serializers.Serializer):
+    phone = serializers.CharField()
+    message = serializers.CharField(trim_whitespace=False)
+    instance_name = serializers.CharField(required=False)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class BulkRequestSerializer(serializers.Serializer):
+    messages = serializers.ListField(
+        child=BulkItemSerializer(), min_length=1, max_length=BULK_MAX_MESSAGES,
+        help_text=f"1 to {BULK_MAX_MESSAGES:,} messages, each validated on its own.",
+    )
+
+
+class BulkResultItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's position in the request.")
+    id = serializers.IntegerField(required=False, help_text="Accepted: the message's id.")
+    task_id = serializers.CharField(required=False, allow_null=True)
+    status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+    errors = serializers.DictField(required=False, help_text="Rejected: its errors by field.")
+
+
+class BulkResultSerializer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="Whether at least one item was accepted.")
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = BulkResultItemSerializer(many=True)
+
+
+class BulkRejectedSerializer(ErrorEnvelopeSerializer):
+    """400 of POST /messages/bulk: the error envelope; when the items were read, also each item's errors."""
+
+    accepted = serializers.IntegerField(required=False)
+    rejected = serializers.IntegerField(required=False)
+    results = BulkResultItemSerializer(many=True, required=False)

@@ -1,9 +1,10 @@
 """HTTP API. Views are thin: parse, call a service or selector, render."""
 import logging
+import re
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
@@ -13,7 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging import idempotency, selectors, services
+from messaging.api.schema import IDEMPOTENCY_KEY_REUSED, error
 from messaging.api.serializers import (
+    BulkRejectedSerializer,
+    BulkRequestSerializer,
+    BulkResultSerializer,
     MessageCreateSerializer,
     MessageDetailSerializer,
     MessageFilterSerializer,
@@ -68,6 +73,23 @@ class MessageCursorPagination(CursorPagination):
         except (TypeError, ValueError):
             raise NotFound(self.invalid_cursor_message)
 
+    def get_page_size(self, request):
+        # DRF falls back to the default page size for a limit it cannot read; the caller's mistake is a 400 instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not re.fullmatch(r"[0-9]+", raw) or not raw.strip("0"):
+            raise ValidationError({self.page_size_query_param: ["A whole number from 1 up."]})
+        return self.max_page_size if len(raw) > 9 else min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = f"Messages per page, {self.page_size} unless given; at most {self.max_page_size} are returned."
+        return parameters
+
 
 # Building a ModelSerializer's fields costs more than rendering them; POST /messages renders with one instance
 # built once per process (to_representation only reads the fields, so threads can share it).
@@ -81,8 +103,8 @@ class MessageListCreateView(ListAPIView):
 
     @extend_schema(
         summary="Accept a message for sending",
-        request=MessageCreateSerializer,
-        responses={202: MessageSerializer, 200: MessageSerializer, 422: OpenApiTypes.OBJECT},
+        request={"application/json": MessageCreateSerializer},
+        responses={202: MessageSerializer, 200: MessageSerializer, 422: IDEMPOTENCY_KEY_REUSED},
         parameters=[OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
             description="A repeat with the same key and body returns the first message (200); the same key with "
@@ -130,8 +152,19 @@ class MessageBulkCreateView(APIView):
             "Accepted items are stored and enqueued; rejected ones write nothing. 202 when at least one item was "
             "accepted, 400 when none was."
         ),
-        request=dict,
-        responses={202: dict, 400: dict},
+        request={"application/json": BulkRequestSerializer},
+        responses={
+            202: BulkResultSerializer,
+            200: OpenApiResponse(BulkResultSerializer, description="A repeat of a keyed request: nothing new."),
+            400: OpenApiResponse(BulkRejectedSerializer, description="No item was accepted, or the body is not a "
+                                 "list of messages; error.fields.messages has each item's errors by index."),
+            422: IDEMPOTENCY_KEY_REUSED,
+        },
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+            description="Item n is stored under key#n: a repeat of the request creates nothing new (200); the same "
+                        "key with another body is a 422.",
+        )],
     )
     def post(self, request):
         raw_items = request.data.get("messages") if isinstance(request.data, dict) else None
@@ -239,7 +272,10 @@ class MessageActionView(APIView):
         description="cancel and send-now answer the message (409 when its state does not allow it); resend "
                     "answers the new copy (202), or the earlier copy of an earlier resend (200).",
         request=None,
-        responses={200: MessageSerializer, 202: MessageSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        responses={
+            200: MessageSerializer, 202: MessageSerializer,
+            409: error("The message's state does not allow the action (e.g. cancel of a sent message)."),
+        },
     )
     def post(self, request, message_id: str, action: str):
         message_id = int(message_id)
