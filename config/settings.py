@@ -271,6 +271,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # failures survive restarts, and need no Redis
 AXES_DISABLE_ACCESS_LOG = True  # failures are kept; a row per successful login would grow with nothing pruning it
+AXES_VERBOSE = False  # no banner at every process's start: commands print what they serve on their first line
 
 # --- Logging -------------------------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
