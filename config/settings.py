@@ -206,6 +206,21 @@ if MESSAGING_STUCK_AFTER_SECONDS <= 4 * (EVOLUTION_TIMEOUT_SECONDS + EVOLUTION_C
         "MESSAGING_STUCK_AFTER_SECONDS must be more than 4 x (EVOLUTION_TIMEOUT_SECONDS + "
         "EVOLUTION_CONNECT_TIMEOUT_SECONDS)"
     )
+# "fixed": every retry waits MESSAGING_RETRY_DELAY_SECONDS; "exponential": base x 2^(attempt-1) x a random 0.5-1.5,
+# at most MESSAGING_RETRY_MAX_DELAY_SECONDS. A 429's Retry-After is honoured up to that cap too.
+MESSAGING_RETRY_BACKOFF = os.environ.get("MESSAGING_RETRY_BACKOFF", "").strip().lower() or "fixed"
+MESSAGING_RETRY_MAX_DELAY_SECONDS = float(
+    os.environ.get("MESSAGING_RETRY_MAX_DELAY_SECONDS") or min(300, MESSAGING_STUCK_AFTER_SECONDS)
+)
+if MESSAGING_RETRY_BACKOFF not in ("fixed", "exponential"):
+    raise ImproperlyConfigured('MESSAGING_RETRY_BACKOFF must be "fixed" or "exponential"')
+# A retry waits as a countdown in a worker's memory; one longer than the sweeper's cutoff would outlast the time
+# the console promises to recover lost work in, and the delay must fit under its own cap.
+if not (0 < MESSAGING_RETRY_DELAY_SECONDS <= MESSAGING_RETRY_MAX_DELAY_SECONDS <= MESSAGING_STUCK_AFTER_SECONDS):
+    raise ImproperlyConfigured(
+        "Retry delays must satisfy 0 < MESSAGING_RETRY_DELAY_SECONDS <= MESSAGING_RETRY_MAX_DELAY_SECONDS <= "
+        "MESSAGING_STUCK_AFTER_SECONDS"
+    )
 
 # --- Celery --------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -21,6 +21,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -45,6 +46,7 @@ class EvolutionError(Exception):
 
     retryable: bool = False
     maybe_sent: bool = False
+    retry_after: float | None = None  # set on a TemporaryError when the server said how long to wait
 
     def __init__(self, detail: str, *, kind: str, status_code: int | None = None, maybe_sent: bool = False):
         super().__init__(detail)
@@ -69,9 +71,20 @@ class PermanentError(EvolutionError):
 class TemporaryError(EvolutionError):
     retryable = True
 
+    def __init__(self, detail: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(detail, **kwargs)
+        self.retry_after = retry_after  # seconds the server asked us to wait (429 Retry-After), if it said
+
+    def __reduce__(self):
+        return _rebuild_temporary, (self.detail, self.kind, self.status_code, self.maybe_sent, self.retry_after)
+
 
 def _rebuild_error(cls, detail, kind, status_code, maybe_sent):
     return cls(detail, kind=kind, status_code=status_code, maybe_sent=maybe_sent)
+
+
+def _rebuild_temporary(detail, kind, status_code, maybe_sent, retry_after):
+    return TemporaryError(detail, kind=kind, status_code=status_code, maybe_sent=maybe_sent, retry_after=retry_after)
 
 
 # Inside its send step Evolution turns any exception into 400 [error.toString()]: "Error: Connection Closed",
@@ -258,7 +271,7 @@ def _status_error(response: httpx.Response, *, sends: bool) -> EvolutionError:
     if status == 404:
         return PermanentError(detail, kind="unknown_instance", status_code=status)
     if status == 429:
-        return TemporaryError(detail, kind="rate_limited", status_code=status)
+        return TemporaryError(detail, kind="rate_limited", status_code=status, retry_after=_retry_after(response))
     if status == 503 and "LICENSE_REQUIRED" in response.text:
         return PermanentError(detail, kind="configuration", status_code=status)
     if status >= 500:
@@ -266,6 +279,21 @@ def _status_error(response: httpx.Response, *, sends: bool) -> EvolutionError:
         # that is not connected. A bare 5xx comes from a proxy in between, which cannot tell us what happened.
         return TemporaryError(detail, kind="server_error", status_code=status, maybe_sent=sends and not envelope)
     return PermanentError(f"unexpected HTTP {status}: {detail}", kind="unexpected_status", status_code=status)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The wait a 429 asks for: ``Retry-After`` in seconds or as an HTTP date; None when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _describe(message: Any) -> str:

@@ -21,7 +21,11 @@ STUCK_BATCH = 1000
 
 
 def dispatch_due_messages(*, limit: int = 1000) -> int:
-    """Queue the scheduled messages whose time has come, released in one UPDATE and published in one batch."""
+    """Queue the scheduled messages whose time has come, released in one UPDATE and published in one batch.
+
+    Overdue messages are expired first, on the same few-second tick, so one whose expiry passed is never released.
+    """
+    expire_overdue_messages()
     with transaction.atomic():
         released = OutboundMessage.objects.release_due(now=timezone.now(), limit=limit)
         if released:
@@ -29,6 +33,20 @@ def dispatch_due_messages(*, limit: int = 1000) -> int:
     if released:
         log.info("messages=%s released: their send time came", tasks.id_ranges(released))
     return len(released)
+
+
+def expire_overdue_messages() -> int:
+    """End every waiting (scheduled, queued, retrying) message whose ``expires_at`` has passed as ``expired``.
+
+    Sending ones are left alone: that attempt may already have reached WhatsApp, so it finishes normally. A worker
+    that picks up an overdue message before this runs expires it itself (``services.send_message``).
+    """
+    moved = OutboundMessage.objects.expire_overdue(now=timezone.now())
+    for instance, count in moved.items():
+        metrics.messages_expired(instance=instance, count=count)
+    if moved:
+        log.warning("expired %s messages not sent before their expires_at: %s", sum(moved.values()), moved)
+    return sum(moved.values())
 
 
 def requeue_stuck_messages() -> dict[str, int]:

@@ -31,6 +31,7 @@ COUNTERS = {
     "console_messages_accepted": ("Messages accepted for sending.", ("instance",)),
     "console_messages_sent": ("Messages that reached the sent state.", ("instance",)),
     "console_messages_failed": ("Messages that failed for good, by the last error's kind.", ("instance", "reason")),
+    "console_messages_expired": ("Messages that expired before they could be sent (never sent).", ("instance",)),
     "console_send_attempts": ("Tries at Evolution API, by outcome.", ("instance", "outcome")),
 }
 HISTOGRAM = "console_send_duration_seconds"
@@ -47,6 +48,10 @@ _redis_clients: dict[str, object] = {}
 
 def message_accepted(*, instance: str, count: int = 1) -> None:
     _write({_field("console_messages_accepted", {"instance": instance}): count}, {})
+
+
+def messages_expired(*, instance: str, count: int = 1) -> None:
+    _write({_field("console_messages_expired", {"instance": instance}): count}, {})
 
 
 def attempt_finished(

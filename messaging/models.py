@@ -22,9 +22,10 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"  # not sent by its expires_at; never sent
 
 
-FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED)
+FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.CANCELLED, MessageStatus.EXPIRED)
 CANCELLABLE_STATUSES = (MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.RETRYING)
 # A retry may be picked up this much before its due time (clock skew between hosts, timer jitter).
 RETRY_EARLY_TOLERANCE = timedelta(seconds=1)
@@ -45,8 +46,9 @@ class OutboundMessageQuerySet(models.QuerySet):
         claimable = Q(status=MessageStatus.QUEUED) | Q(
             status=MessageStatus.RETRYING, next_attempt_at__lte=now + RETRY_EARLY_TOLERANCE
         )
+        unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
         return bool(
-            self.filter(claimable, pk=pk).update(
+            self.filter(claimable, unexpired, pk=pk).update(
                 status=MessageStatus.SENDING, attempt_count=F("attempt_count") + 1, updated_at=now
             )
         )
@@ -102,6 +104,31 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
+    def expire(self, pk: int) -> bool:
+        """Waiting (scheduled, queued, retrying) -> expired, once its ``expires_at`` has passed. Never from
+        sending: an attempt in flight may already have reached WhatsApp, so it finishes normally."""
+        now = timezone.now()
+        return bool(self.filter(pk=pk, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now)))
+
+    def expire_overdue(self, *, now, limit: int = 5000) -> dict[str, int]:
+        """Every waiting message whose ``expires_at`` is past ``now`` (at most ``limit``) -> expired. Returns how
+        many this caller moved, by instance: one conditional UPDATE per instance, so a row another sweep (or a
+        worker's claim) moved first is neither moved nor counted twice."""
+        overdue = list(
+            self.filter(status__in=CANCELLABLE_STATUSES, expires_at__lte=now)
+            .order_by()
+            .values_list("pk", "instance")[:limit]
+        )
+        by_instance: dict[str, list[int]] = {}
+        for pk, instance in overdue:
+            by_instance.setdefault(instance, []).append(pk)
+        moved = {}
+        for instance, pks in by_instance.items():
+            count = self.filter(pk__in=pks, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now))
+            if count:
+                moved[instance] = count
+        return moved
+
     def release_for_dispatch(self, pk: int, *, task_id: str) -> bool:
         """Scheduled -> queued (the message is due, or an operator said "send now")."""
         return bool(
@@ -115,7 +142,7 @@ class OutboundMessageQuerySet(models.QuerySet):
         many there are. Returns the messages this caller released: each gets a fresh task id in one UPDATE, and
         only rows carrying the id this caller wrote are its own, so two overlapping beat ticks release each once."""
         due = list(
-            self.filter(status=MessageStatus.SCHEDULED, scheduled_at__lte=now)
+            self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), status=MessageStatus.SCHEDULED, scheduled_at__lte=now)
             .order_by("scheduled_at")
             .values_list("pk", flat=True)[:limit]
         )
@@ -153,6 +180,10 @@ class OutboundMessageQuerySet(models.QuerySet):
         )
 
 
+def _expired(now) -> dict:
+    return dict(status=MessageStatus.EXPIRED, next_attempt_at=None, finished_at=now, updated_at=now)
+
+
 class OutboundMessage(models.Model):
     phone = models.CharField(max_length=20, help_text="E.164, e.g. +5511987654321")
     text = models.TextField()
@@ -162,6 +193,8 @@ class OutboundMessage(models.Model):
         max_length=16, choices=Priority.choices, default=Priority.TRANSACTIONAL, db_default=Priority.TRANSACTIONAL
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Not sent by then, it is never sent (a one-time code is useless late): it ends expired.
+    expires_at = models.DateTimeField(null=True, blank=True, db_default=None)
     # A key is unique within its scope: each API user's keys are its own, and the console's own (resends,
     # composed messages) share the empty scope. See messaging/idempotency.py.
     idempotency_scope = models.CharField(max_length=40, blank=True, default="", db_default="")
@@ -206,6 +239,11 @@ class OutboundMessage(models.Model):
             # The admin's instance filter; the dashboard's hourly chart and failure reasons (index-only scans).
             models.Index(fields=["instance", "created_at"], name="msg_instance_created"),
             models.Index(fields=["status", "finished_at", "last_error_kind"], name="msg_status_finished"),
+            # Beat's expiry sweep every few seconds: only waiting rows that can expire are in it.
+            models.Index(
+                fields=["expires_at"], name="msg_expires_waiting",
+                condition=Q(expires_at__isnull=False, status__in=["scheduled", "queued", "retrying"]),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope"),
@@ -216,6 +254,7 @@ class OutboundMessage(models.Model):
             ("cancel_outboundmessage", "Can cancel a message not yet sending"),
             ("send_now_outboundmessage", "Can send a scheduled message now"),
             ("schedule_outboundmessage", "Can schedule a message for later"),
+            ("requeue_outboundmessage", "Can run the stuck-work sweep now"),
         ]
 
     def __str__(self):

@@ -1,7 +1,7 @@
 """The operator roles, as Django groups with permissions, so access is granted in the admin like any other.
 
 - Support: sees messages and their attempts, and can resend one. Cannot cancel, send early or compose.
-- Operators: everything on messages: compose and schedule, send now, cancel, resend.
+- Operators: everything on messages: compose and schedule, send now, cancel, resend, run the stuck-work sweep.
 - API clients: the machines of access/ (one user each): send and schedule, and see only their own messages,
   since they lack view_outboundmessage. Grant a client more by adding it to another role.
 The same permissions hold in the admin and the API (messaging/api/permissions.py).
@@ -23,6 +23,7 @@ ROLES = {
         "cancel_outboundmessage",
         "send_now_outboundmessage",
         "schedule_outboundmessage",
+        "requeue_outboundmessage",
     ],
     "API clients": [
         "add_outboundmessage",

@@ -6,6 +6,7 @@ enqueue after commit, claim before send) holds whoever asks. Beat's periodic wor
 retention) is in ``messaging/maintenance.py``; the send task and its publisher are in ``messaging/tasks.py``.
 """
 import logging
+import random
 import re
 import time
 import unicodedata
@@ -38,11 +39,21 @@ _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1, but
 # --- accepting -----------------------------------------------------------------------------------------------
 
 
-def validate_message(*, phone: str, text: str, instance: str | None, scheduled_at: datetime | None) -> dict:
+def validate_message(
+    *,
+    phone: str,
+    text: str,
+    instance: str | None,
+    scheduled_at: datetime | None,
+    expires_at: datetime | None = None,
+    valid_for_seconds: int | None = None,
+) -> dict:
     """Check a message the way every entry point must; return the cleaned values or raise ValidationError.
 
     Everything a stored message must satisfy is checked here, whoever calls (API, admin, bulk, shell, beat), so
-    none of them can reach a database error. Errors are keyed by field (phone, text, instance, scheduled_at).
+    none of them can reach a database error. Errors are keyed by field (phone, text, instance, scheduled_at,
+    expires_at, valid_for_seconds). The cleaned values carry ``expires_at`` (None when the message never expires):
+    ``valid_for_seconds`` counts from ``scheduled_at`` when there is one, else from now.
     """
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
@@ -83,9 +94,40 @@ def validate_message(*, phone: str, text: str, instance: str | None, scheduled_a
             elif scheduled_at > timezone.now() + MAX_SCHEDULE_AHEAD:
                 errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
     cleaned["scheduled_at"] = scheduled_at
+    cleaned["expires_at"] = _clean_expiry(errors, expires_at, valid_for_seconds, scheduled_at)
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> datetime | None:
+    """The moment after which the message must not be sent, from either way of giving it (never both)."""
+    if expires_at is not None and valid_for_seconds is not None:
+        errors["valid_for_seconds"] = ["Give expires_at or valid_for_seconds, not both."]
+        return None
+    starts = scheduled_at if isinstance(scheduled_at, datetime) and "scheduled_at" not in errors else timezone.now()
+    if valid_for_seconds is not None:
+        if isinstance(valid_for_seconds, bool) or not isinstance(valid_for_seconds, int) or valid_for_seconds < 1:
+            errors["valid_for_seconds"] = ["A whole number of seconds, 1 or more."]
+            return None
+        if valid_for_seconds > MAX_SCHEDULE_AHEAD.total_seconds():
+            errors["valid_for_seconds"] = [f"At most {MAX_SCHEDULE_AHEAD.days // 365} years' worth of seconds."]
+            return None
+        return starts + timedelta(seconds=valid_for_seconds)
+    if expires_at is None:
+        return None
+    try:
+        expires_at = _as_utc(expires_at)
+    except (OverflowError, ValueError):
+        errors["expires_at"] = [f"The expiry must be within {MAX_SCHEDULE_AHEAD.days // 365} years of the send time."]
+        return None
+    if expires_at <= timezone.now():
+        errors["expires_at"] = ["The expiry must be in the future."]
+    elif expires_at <= starts:
+        errors["expires_at"] = ["The expiry must be after the send time (scheduled_at)."]
+    elif expires_at > starts + MAX_SCHEDULE_AHEAD:
+        errors["expires_at"] = [f"The expiry must be within {MAX_SCHEDULE_AHEAD.days // 365} years of the send time."]
+    return expires_at
 
 
 def _has_visible_character(text: str) -> bool:
@@ -114,6 +156,8 @@ def accept_message(
     text: str,
     instance: str | None = None,
     scheduled_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    valid_for_seconds: int | None = None,
     idempotency_key: idempotency.Key | None = None,
     created_by=None,
     resend_of: OutboundMessage | None = None,
@@ -124,7 +168,8 @@ def accept_message(
     Returns ``(message, created)``. With an ``idempotency_key`` seen before, the first message is returned and
     nothing is created, even if the request would no longer validate (its send time has passed); the same key
     with another request raises ``idempotency.KeyReused``. A scheduled message waits in the database until beat
-    releases it. Callers make keys with ``idempotency`` (``clean_key`` for a client's, in its scope).
+    releases it. A message given ``expires_at`` or ``valid_for_seconds`` and not sent by then ends ``expired``,
+    never sent. Callers make keys with ``idempotency`` (``clean_key`` for a client's, in its scope).
     """
     fingerprint = ""
     if idempotency_key:
@@ -132,7 +177,10 @@ def accept_message(
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
-    cleaned = validate_message(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+    cleaned = validate_message(
+        phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
+        expires_at=expires_at, valid_for_seconds=valid_for_seconds,
+    )
     message = _new_message(
         cleaned,
         idempotency_scope=idempotency_key.scope if idempotency_key else "",
@@ -153,8 +201,8 @@ def accept_message(
         # Two requests with one key raced; the other one won.
         return idempotency.find_earlier(idempotency_key, fingerprint), False
     log.info(
-        "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s",
-        message.pk, message.phone, message.instance, message.status, message.scheduled_at,
+        "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s expires_at=%s",
+        message.pk, message.phone, message.instance, message.status, message.scheduled_at, message.expires_at,
     )
     metrics.message_accepted(instance=message.instance)
     return message, True
@@ -189,8 +237,8 @@ def accept_messages(
 ) -> list[BulkItemResult]:
     """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
-    ``items`` are dicts with ``phone``, ``text`` and optionally ``instance``, ``scheduled_at`` and
-    ``idempotency_key`` (an ``idempotency.Key``: a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
+    ``items`` are dicts with ``phone``, ``text`` and optionally ``instance``, ``scheduled_at``, ``expires_at`` or
+    ``valid_for_seconds``, and ``idempotency_key`` (an ``idempotency.Key``: a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
     nothing; the accepted ones are inserted in one statement and their tasks published in one batch once the rows
     are committed (the same guarantees as one message: row first, publish after commit). An item whose key was
     seen before returns that message with ``created=False``; one first used for another request is an error on
@@ -230,7 +278,8 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         try:
             cleaned = validate_message(
                 phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
-                scheduled_at=item.get("scheduled_at"),
+                scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
+                valid_for_seconds=item.get("valid_for_seconds"),
             )
         except ValidationError as error:
             results.append(BulkItemResult(errors=error.message_dict))
@@ -283,6 +332,8 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
     """
     claimed_at = time.monotonic()
     if not OutboundMessage.objects.claim_for_sending(message_id):
+        if expire_message(message_id=message_id):  # not claimed because it is overdue: it is never sent
+            return SendOutcome(message_id=message_id, status=MessageStatus.EXPIRED)
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
     message = OutboundMessage.objects.get(pk=message_id)
@@ -308,6 +359,17 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
                 return _record_success(message, attempt, found, reconciled=True)
         return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
     return _record_success(message, attempt, sent, reconciled=found is not None)
+
+
+def expire_message(*, message_id: int) -> bool:
+    """End a waiting message whose ``expires_at`` has passed as ``expired``. False when it is not overdue, or is
+    no longer waiting (an attempt in flight finishes normally: it may already have reached WhatsApp)."""
+    if not OutboundMessage.objects.expire(message_id):
+        return False
+    instance = OutboundMessage.objects.filter(pk=message_id).values_list("instance", flat=True).first()
+    log.warning("message=%s instance=%s expired: not sent before its expires_at; never sent", message_id, instance)
+    metrics.messages_expired(instance=instance or "")
+    return True
 
 
 def _ensure_time_to_send(claimed_at: float) -> None:
@@ -375,10 +437,29 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
     return SendOutcome(message_id=message.pk, status=MessageStatus.SENT, attempt=attempt.number)
 
 
+def retry_delay(attempt: int, error: EvolutionError | None = None) -> float:
+    """Seconds to wait before the try after failed attempt number ``attempt`` (1 for the first).
+
+    ``fixed`` (the default) waits MESSAGING_RETRY_DELAY_SECONDS every time; ``exponential`` waits that times
+    2^(attempt-1), spread by a random 0.5-1.5 so messages that failed together do not retry together. A wait the
+    server asked for (a 429's Retry-After) is honoured when longer. Never more than MESSAGING_RETRY_MAX_DELAY_SECONDS,
+    which settings keep within the stuck-work sweeper's cutoff.
+    """
+    base = settings.MESSAGING_RETRY_DELAY_SECONDS
+    cap = settings.MESSAGING_RETRY_MAX_DELAY_SECONDS
+    delay = base
+    if settings.MESSAGING_RETRY_BACKOFF == "exponential":
+        delay = base * 2 ** min(max(attempt - 1, 0), 32) * random.uniform(0.5, 1.5)
+    asked = getattr(error, "retry_after", None)
+    if asked is not None:
+        delay = max(delay, asked)
+    return min(delay, cap)
+
+
 def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
     now = timezone.now()
     retry = error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES
-    delay = settings.MESSAGING_RETRY_DELAY_SECONDS
+    delay = retry_delay(attempt.number, error)
     with transaction.atomic():
         SendAttempt.objects.finish_failed(
             attempt.pk,

@@ -23,6 +23,8 @@ the body's "delay"), then the outcome is chosen by the LAST 4 DIGITS of the numb
     ...0502  500 "Connection Closed" twice, then sent (counted per instance and number; reset clears it)
     ...0400  always 400 ["Error: Connection Closed"], the ambiguous send-step error; nothing is recorded, so
              findMessages finds nothing and a resend is safe
+    ...0429  429 "Too Many Requests" with Retry-After: 1 once, then sent (counted like 0502): not Evolution's own
+             answer (it has no rate limit) but a rate-limiting proxy's in front of it (nginx limit_req, a gateway)
     ...0408  hangs: the message IS recorded as sent (findMessages finds it, webhooks fire), then the response
              waits hang_seconds; models "timed out, but WhatsApp sent it"
     other    201, key.id "3EB0" + 16 upper-case hex digits, status PENDING
@@ -194,6 +196,13 @@ class Sandbox:
                 return evolution_error(500, "Connection Closed")
         if scripted == "0400":
             return evolution_error(400, ["Error: Connection Closed"])
+        if scripted == "0429":
+            served = self.failures_served.get((instance.name, digits), 0)
+            if served < 1:
+                self.failures_served[(instance.name, digits)] = served + 1
+                return web.json_response(
+                    {"message": "Too Many Requests"}, status=429, headers={"Retry-After": "1"}, dumps=_dumps
+                )
 
         stored = self.record(instance, number=number, text=text, jid=jid, from_me=True)
         response = _send_response(stored.record)

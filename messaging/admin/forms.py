@@ -23,12 +23,17 @@ class ComposeMessageForm(forms.ModelForm):
     scheduled_at = forms.SplitDateTimeField(
         required=False, widget=AdminSplitDateTime, label="Send at",
     )
+    expires_at = forms.SplitDateTimeField(required=False, widget=AdminSplitDateTime, label="Expires at")
+    valid_for_seconds = forms.IntegerField(
+        required=False, min_value=1, label="Valid for (seconds)",
+        help_text="Instead of an expiry time: seconds from now (from the send time, if set) before it expires.",
+    )
     # Makes a double-submitted form one message: it becomes the message's idempotency key.
     compose_token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = OutboundMessage
-        fields = ["phone", "instance", "text", "scheduled_at"]
+        fields = ["phone", "instance", "text", "scheduled_at", "expires_at"]
         widgets = {"phone": forms.TextInput(attrs={"placeholder": "+55 11 98765-4321", "autocomplete": "off"})}
 
     def __init__(self, *args, **kwargs):
@@ -44,6 +49,9 @@ class ComposeMessageForm(forms.ModelForm):
             f"Leave empty to send now. Times are in your time zone, {zone.key if hasattr(zone, 'key') else zone} "
             f"(UTC{now.strftime('%z')[:3]}:{now.strftime('%z')[3:]}); it is {now:%Y-%m-%d %H:%M} there now."
         )
+        self.fields["expires_at"].help_text = (
+            "Optional. Not sent by then, it is never sent and ends expired (a code that arrives late is useless)."
+        )
         self.fields["compose_token"].initial = uuid.uuid4().hex
 
     def clean(self):
@@ -56,6 +64,8 @@ class ComposeMessageForm(forms.ModelForm):
                 text=cleaned.get("text") or "",
                 instance=cleaned.get("instance"),
                 scheduled_at=cleaned.get("scheduled_at"),
+                expires_at=cleaned.get("expires_at"),
+                valid_for_seconds=cleaned.get("valid_for_seconds"),
             )
         except ValidationError as error:
             for field, field_errors in error.message_dict.items():

@@ -3,6 +3,7 @@
 Every change goes through the services the API uses (accept, resend, cancel, send now); the admin only turns
 their answers into sentences. Messages are never edited here: history is read-only, state changes are actions.
 """
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -12,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from messaging import idempotency, selectors, services
+from messaging import idempotency, maintenance, selectors, services
 from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
 from messaging.admin.guards import ChangelistGuards
@@ -141,16 +142,18 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     list_per_page = 50
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # no second COUNT(*) of the whole table on each page
-    actions = ["resend_selected", "retry_failed_selected", "send_now_selected", "cancel_selected"]
+    actions = ["resend_selected", "retry_failed_selected", "send_now_selected", "cancel_selected", "run_stuck_sweep"]
     change_form_template = "admin/messaging/outboundmessage/change_form.html"
 
     fieldsets = [
-        (None, {"fields": ["status_badge", "phone", "instance", "text", "scheduled_at", "created_at", "created_by"]}),
+        (None, {"fields": ["status_badge", "phone", "instance", "text", "scheduled_at", "expires_at", "created_at",
+                           "created_by"]}),
         ("Sending", {"fields": ["attempt_count", "next_attempt_at", "celery_task", "last_error_kind", "last_error"]}),
         ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at"]}),
         ("History", {"fields": ["resend_of_link", "resends_links", "idempotency_key", "updated_at"]}),
     ]
-    compose_fieldsets = [(None, {"fields": ["phone", "instance", "text", "scheduled_at", "compose_token"]})]
+    compose_fieldsets = [(None, {"fields": ["phone", "instance", "text", "scheduled_at", "expires_at",
+                                            "valid_for_seconds", "compose_token"]})]
 
     # --- columns ---
 
@@ -217,7 +220,10 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         # Not Django's "Select outbound message to change": it lists messages, and none of them is edited.
-        context = {"title": "Messages", "module_name": "messages", **(extra_context or {})}
+        context = {
+            "title": "Messages", "module_name": "messages", "may_sweep": self.has_requeue_permission(request),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -263,6 +269,9 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     def has_send_now_permission(self, request):
         return request.user.has_perm("messaging.send_now_outboundmessage")
 
+    def has_requeue_permission(self, request):
+        return request.user.has_perm("messaging.requeue_outboundmessage")
+
     # --- compose: saving the form is accepting a message, through the API's service ---
 
     def save_form(self, request, form, change):
@@ -274,6 +283,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
             text=data["text"],
             instance=data["instance"],
             scheduled_at=data["scheduled_at"],
+            expires_at=data.get("expires_at"),
             idempotency_key=idempotency.compose_key(data["compose_token"]) if data.get("compose_token") else None,
             created_by=request.user,
         )
@@ -334,6 +344,14 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
         report = services.cancel_messages(message_ids=self._selected_ids(request, queryset))
         self._report(request, report, "cancelled")
 
+    @admin.action(description="Run the stuck-work sweep now (all stuck messages, whatever is selected)",
+                  permissions=["requeue"])
+    def run_stuck_sweep(self, request, queryset=None):
+        # The sweep beat runs every minute, now: it takes every stuck row, not a selection (a stuck row is one
+        # nobody is working on, wherever it is in the list). Also a button above the list, which needs no selection.
+        counts = maintenance.requeue_stuck_messages()
+        self.message_user(request, sweep_sentence(counts), messages.SUCCESS if any(counts.values()) else messages.INFO)
+
     # --- the buttons on a message page, and the dashboard ---
 
     BUTTONS = {
@@ -347,6 +365,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(self.dashboard_view), name="messaging_outboundmessage_dashboard"),
+            path("sweep/", view(self.sweep_view), name="messaging_outboundmessage_sweep"),
             path("<int:object_id>/actions/<str:action>/", view(self.message_button_view), name="messaging_outboundmessage_button"),
             *super().get_urls(),
         ]
@@ -393,6 +412,32 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     def dashboard_view(self, request):
         return dashboard_page(request, self)
 
+    def sweep_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_requeue_permission(request):
+            raise PermissionDenied
+        self.run_stuck_sweep(request)
+        return HttpResponseRedirect(reverse("admin:messaging_outboundmessage_changelist"))
+
 
 def plural(count: int) -> str:
     return f"{count} message" if count == 1 else f"{count} messages"
+
+
+def sweep_sentence(counts: dict[str, int]) -> str:
+    """What ``maintenance.requeue_stuck_messages`` did, as the operator reads it."""
+    cutoff = f"only work left for more than {settings.MESSAGING_STUCK_AFTER_SECONDS} s counts as stuck"
+    if not any(counts.values()):
+        return f"Stuck-work sweep: nothing was stuck ({cutoff})."
+    parts = []
+    if counts.get("queued"):
+        parts.append(f"{plural(counts['queued'])} queued but never picked up")
+    if counts.get("retrying"):
+        parts.append(f"{plural(counts['retrying'])} whose retry was lost")
+    if counts.get("interrupted"):
+        parts.append(f"{plural(counts['interrupted'])} interrupted mid-send (checked with Evolution before resending)")
+    sentence = "Stuck-work sweep: re-queued " + (", ".join(parts) if parts else "nothing")
+    if counts.get("failed"):
+        sentence += f"; {plural(counts['failed'])} failed: interrupted on the last allowed attempt"
+    return sentence + "."

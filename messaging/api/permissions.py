@@ -11,6 +11,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 VIEW = "messaging.view_outboundmessage"
 SEND = "messaging.add_outboundmessage"
 SCHEDULE = "messaging.schedule_outboundmessage"
+REQUEUE = "messaging.requeue_outboundmessage"
 ACTIONS = {
     "cancel": "messaging.cancel_outboundmessage",
     "resend": "messaging.resend_outboundmessage",
@@ -45,3 +46,13 @@ class MessageActionPermission(BasePermission):
     def has_permission(self, request, view):
         permission = ACTIONS.get(view.kwargs.get("action"))
         return bool(request.user and request.user.is_authenticated and permission and request.user.has_perm(permission))
+
+
+class StaffWithRequeuePermission(BasePermission):
+    """POST /maintenance/requeue-stuck: staff who hold ``requeue_outboundmessage`` (Operators, superusers)."""
+
+    message = "Only staff with the requeue permission may run the stuck-work sweep."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff and user.has_perm(REQUEUE))

@@ -13,6 +13,14 @@ class MessageCreateSerializer(serializers.Serializer):
     message = serializers.CharField(trim_whitespace=False, help_text="The text, up to 4096 characters.")
     instance_name = serializers.CharField(required=False, help_text="Evolution instance; default EVOLUTION_INSTANCE_NAME.")
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO 8601; in the future.")
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="ISO 8601; not sent by then, the message ends expired and is never sent. After scheduled_at.",
+    )
+    valid_for_seconds = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Instead of expires_at: seconds from now (from scheduled_at when given) before it expires.",
+    )
 
 
 class SendAttemptSerializer(serializers.ModelSerializer):
@@ -33,7 +41,7 @@ class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = OutboundMessage
         fields = [
-            "success", "id", "status", "phone", "message", "instance_name", "scheduled_at", "task_id",
+            "success", "id", "status", "phone", "message", "instance_name", "scheduled_at", "expires_at", "task_id",
             "attempt_count", "evolution_message_id", "remote_jid", "last_error_kind", "last_error",
             "resend_of", "created_at", "sent_at", "finished_at",
         ]
@@ -95,6 +103,22 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
             errors["scheduled_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
         else:
             values["scheduled_at"] = parsed
+    expires_at = raw.get("expires_at")
+    if expires_at is not None:
+        try:
+            parsed = parse_datetime(expires_at) if isinstance(expires_at, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            errors["expires_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
+        else:
+            values["expires_at"] = parsed
+    valid_for = raw.get("valid_for_seconds")
+    if valid_for is not None:
+        if isinstance(valid_for, bool) or not isinstance(valid_for, int):
+            errors["valid_for_seconds"] = ["A valid integer is required."]
+        else:
+            values["valid_for_seconds"] = valid_for
     return (None, errors) if errors else (values, None)
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
             name="message-action"),
     path("tasks/<str:task_id>", views.TaskView.as_view(), name="task-detail"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("maintenance/requeue-stuck", views.RequeueStuckView.as_view(), name="maintenance-requeue-stuck"),
     # Last: whatever no route matched is the API's JSON 404, not Django's HTML page.
     re_path(r"^(?!admin(/|$)|static/)", errors.not_found),
 ]

@@ -2,6 +2,7 @@
 import logging
 import re
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -13,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging import idempotency, selectors, services
+from messaging import idempotency, maintenance, selectors, services
 from messaging.api.schema import IDEMPOTENCY_KEY_REUSED, error
 from messaging.api.serializers import (
     BulkRejectedSerializer,
@@ -26,7 +27,7 @@ from messaging.api.serializers import (
     read_bulk_item,
 )
 from messaging.api.errors import SERVICE_TO_API_FIELDS
-from messaging.api.permissions import SCHEDULE, MessageActionPermission, MessagePermission
+from messaging.api.permissions import SCHEDULE, MessageActionPermission, MessagePermission, StaffWithRequeuePermission
 from messaging.health import system_health
 from messaging.models import MessageStatus, OutboundMessage
 
@@ -125,6 +126,8 @@ class MessageListCreateView(ListAPIView):
             text=body.validated_data["message"],
             instance=body.validated_data.get("instance_name"),
             scheduled_at=body.validated_data.get("scheduled_at"),
+            expires_at=body.validated_data.get("expires_at"),
+            valid_for_seconds=body.validated_data.get("valid_for_seconds"),
             idempotency_key=idempotency_key,
             created_by=request.user,
         )
@@ -237,6 +240,7 @@ TASK_STATE_OF_STATUS = {
     MessageStatus.SENT: "SUCCESS",
     MessageStatus.FAILED: "FAILURE",
     MessageStatus.CANCELLED: "REVOKED",
+    MessageStatus.EXPIRED: "REVOKED",  # never sent, as a revoked task
 }
 
 
@@ -293,6 +297,29 @@ class MessageActionView(APIView):
         if not done:
             raise Conflict(f"Not done: the message is {message.status}.")
         return Response(_MESSAGE_REPRESENTATION.to_representation(message))
+
+
+class RequeueStuckView(APIView):
+    """Beat's stuck-work sweep, now: for operators and integrators who cannot wait for its next minute."""
+
+    permission_classes = [StaffWithRequeuePermission]
+
+    @extend_schema(
+        summary="Run the stuck-work sweep now and report what it re-queued",
+        description="Staff with messaging.requeue_outboundmessage only. Takes only work older than "
+                    "MESSAGING_STUCK_AFTER_SECONDS, as beat's sweep does.",
+        request=None,
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request):
+        log.info("POST /maintenance/requeue-stuck received user=%s", request.user.pk)
+        counts = maintenance.requeue_stuck_messages()
+        return Response({
+            "success": True,
+            "requeued": counts,  # queued, retrying, interrupted: published again; failed: out of attempts
+            "total": sum(counts.values()),
+            "stuck_after_seconds": settings.MESSAGING_STUCK_AFTER_SECONDS,
+        })
 
 
 def require_schedule_permission(user) -> None:
