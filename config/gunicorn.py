@@ -7,6 +7,12 @@ from config import settings
 
 bind = "0.0.0.0:8000"
 workers = settings.WEB_CONCURRENCY
+# Threads, not sync workers: a sync worker belongs to one connection until its request is complete, so five clients
+# that connect and never finish a request stopped the whole web tier. A gthread worker parks an idle connection in
+# its poller (after at most 5 s in a thread) and serves the others with the rest of its WEB_THREADS threads; only a
+# request whose headers never finish holds a thread. A buffering proxy in front removes that too (README, Security).
+worker_class = "gthread"
+threads = settings.WEB_THREADS
 timeout = settings.WEB_TIMEOUT_SECONDS
 graceful_timeout = settings.WEB_TIMEOUT_SECONDS
 # Recycle workers now and then so a slow leak never grows into an outage; the jitter avoids all at once.
