@@ -17,22 +17,27 @@ def _tests_use_the_real_services():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _metrics_under_this_runs_own_prefix():
-    """Counters the tests record go under a prefix of this run, never the console's (console:metrics), also in the
-    processes tests start, and are deleted at the end: a test run leaves nothing in Redis."""
+def _redis_keys_under_this_runs_own_prefix():
+    """Counters, pacing and pauses the tests record go under prefixes of this run, never the console's
+    (console:metrics, console:pacing), also in the processes tests start, and are deleted at the end: a test run
+    leaves nothing in Redis."""
     import redis
 
-    prefix = f"test:{uuid.uuid4().hex}:metrics"
-    previous = django_settings.METRICS_KEY_PREFIX, os.environ.get("METRICS_KEY_PREFIX")
-    django_settings.METRICS_KEY_PREFIX = os.environ["METRICS_KEY_PREFIX"] = prefix
-    yield prefix
-    django_settings.METRICS_KEY_PREFIX = previous[0]
-    if previous[1] is None:
-        del os.environ["METRICS_KEY_PREFIX"]
-    else:
-        os.environ["METRICS_KEY_PREFIX"] = previous[1]
+    run = uuid.uuid4().hex
+    prefixes = {"METRICS_KEY_PREFIX": f"test:{run}:metrics", "PACING_KEY_PREFIX": f"test:{run}:pacing"}
+    previous = {name: (getattr(django_settings, name), os.environ.get(name)) for name in prefixes}
+    for name, prefix in prefixes.items():
+        setattr(django_settings, name, prefix)
+        os.environ[name] = prefix
+    yield prefixes
+    for name, (setting, variable) in previous.items():
+        setattr(django_settings, name, setting)
+        if variable is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = variable
     with redis.Redis.from_url(django_settings.METRICS_REDIS_URL) as store:
-        for key in store.scan_iter(match=f"{prefix}*"):
+        for key in store.scan_iter(match=f"test:{run}:*"):
             store.delete(key)
 
 
@@ -62,7 +67,7 @@ def celery_worker(sandbox_settings, transactional_db):
     """A real Celery worker consuming from Redis in a thread of this process, so it sees the test database."""
     from celery.contrib.testing.worker import start_worker
 
-    from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
+    from config.celery import BULK_QUEUE, MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 
     app.control.purge()
     with start_worker(
@@ -70,7 +75,7 @@ def celery_worker(sandbox_settings, transactional_db):
         pool="threads",
         concurrency=4,
         perform_ping_check=False,
-        queues=[TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE],
+        queues=[TRANSACTIONAL_QUEUE, BULK_QUEUE, MAINTENANCE_QUEUE],
         shutdown_timeout=15,
     ) as worker:
         yield worker

@@ -35,7 +35,7 @@ def start_sandbox(group: harness.Processes, latency_ms: int) -> str:
 def worker_argv(index: int) -> list[str]:
     """The README's worker command (one of BENCH_WORKER_PROCESSES), with a unique node name."""
     return [
-        str(harness.BIN / "celery"), "-A", "config", "worker", "-Q", "transactional_messages,maintenance",
+        str(harness.BIN / "celery"), "-A", "config", "worker", "-Q", "transactional_messages,bulk_messages,maintenance",
         "--pool", harness.WORKER_POOL, "--concurrency", str(harness.WORKER_CONCURRENCY),
         "--loglevel", "INFO", "-n", f"bench{index}@%h",
     ]

@@ -153,7 +153,7 @@ def reset_state() -> None:
     tables = [SendAttempt._meta.db_table, OutboundMessage._meta.db_table, TaskResult._meta.db_table]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    redis_client().delete("transactional_messages", "maintenance", "unacked", "unacked_index", "unacked_mutex")
+    redis_client().delete("transactional_messages", "bulk_messages", "maintenance", "unacked", "unacked_index", "unacked_mutex")
 
 
 def redis_client():
@@ -177,7 +177,10 @@ def bench_token() -> str:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
+    from django.contrib.auth.models import Group
+
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.groups.add(Group.objects.get(name="Operators"))  # the API checks the admin's permissions
     token, _ = Token.objects.get_or_create(user=user)
     return token.key
 

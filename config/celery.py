@@ -14,11 +14,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-TRANSACTIONAL_QUEUE = "transactional_messages"
+TRANSACTIONAL_QUEUE = "transactional_messages"  # single sends a person waits for: the API, the admin, resends
+BULK_QUEUE = "bulk_messages"  # bulk requests, campaigns, scheduled releases
 MAINTENANCE_QUEUE = "maintenance"
+SEND_QUEUES = (TRANSACTIONAL_QUEUE, BULK_QUEUE)
+# The send task is one (send_transactional_message); a message's priority picks its queue when it is published.
+QUEUE_OF_PRIORITY = {"transactional": TRANSACTIONAL_QUEUE, "bulk": BULK_QUEUE}
 
-# Each queue has its own direct exchange, so a message routed to one queue is never copied into the other.
-app.conf.task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE))
+# Each queue has its own direct exchange, so a message routed to one queue is never copied into another. A worker
+# started without -Q consumes all three; one worker consuming several takes from each in turn, so a transactional
+# send waits behind at most one bulk send per worker thread, however long the bulk backlog.
+app.conf.task_queues = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in (TRANSACTIONAL_QUEUE, BULK_QUEUE, MAINTENANCE_QUEUE)
+)
 app.conf.task_default_exchange = MAINTENANCE_QUEUE
 app.conf.task_default_routing_key = MAINTENANCE_QUEUE
 app.conf.task_default_queue = MAINTENANCE_QUEUE
@@ -33,6 +41,7 @@ def _beat_schedule() -> dict:
         "dispatch-due-messages": {"task": "dispatch_due_messages", "schedule": settings.MESSAGING_DISPATCH_INTERVAL_SECONDS},
         "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": 60.0},
         "purge-old-records": {"task": "purge_old_records", "schedule": crontab(hour=3, minute=17)},
+        "check-paused-instances": {"task": "check_paused_instances", "schedule": 10.0},
     }
 
 

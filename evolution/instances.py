@@ -1,11 +1,16 @@
 """The state of the Evolution instances the console sends through: asked one at a time (health, evolution_status)
 or all at once for a page (the dashboard)."""
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.core.cache import cache
 
-from evolution.client import get_client
+from evolution.client import EvolutionError, get_client
+from evolution.shared_state import redis_client
+
+log = logging.getLogger(__name__)
 
 INSTANCE_STATE_TIMEOUT_SECONDS = 2.0
 INSTANCE_STATE_CACHE_SECONDS = 15
@@ -44,3 +49,82 @@ def instance_states() -> list[dict]:
             states.append({"name": name, "state": state, "ok": state == "open", "detail": ""})
     cache.set(key, states, INSTANCE_STATE_CACHE_SECONDS)
     return states
+
+
+# --- paused instances --------------------------------------------------------------------------------------------
+# An instance whose WhatsApp connection is down would turn every send into a failed attempt. Once a send fails
+# and connectionState confirms the instance is not open, it is paused: its sends wait, no attempt spent, until
+# beat's check (check_paused_instances) finds it open again. The pause lives in Redis, for every worker on every
+# host, with a TTL so that it lifts by itself if beat is not running.
+
+PAUSE_TTL_SECONDS = 300
+PAUSE_RECHECK_SECONDS = 10.0  # how long a send for a paused instance waits before it looks again
+_PAUSE_CACHE_SECONDS = 1.0  # a worker reads the pause flag at most once a second per instance
+
+
+def _pause_key(instance: str) -> str:
+    return f"{settings.PACING_KEY_PREFIX}:paused:{instance}"
+
+
+def pause(instance: str, reason: str) -> None:
+    client = redis_client()
+    if client is not None:
+        client.set(_pause_key(instance), reason[:200], ex=PAUSE_TTL_SECONDS)
+        _pause_cache.pop(instance, None)
+        log.warning("instance=%s paused: %s", instance, reason)
+
+
+def resume(instance: str) -> bool:
+    client = redis_client()
+    resumed = bool(client is not None and client.delete(_pause_key(instance)))
+    _pause_cache.pop(instance, None)
+    if resumed:
+        log.warning("instance=%s resumed: it is open again", instance)
+    return resumed
+
+
+def paused_reason(instance: str) -> str | None:
+    """Why ``instance`` is paused, or None. Read from Redis at most once a second per process."""
+    now = time.monotonic()
+    cached = _pause_cache.get(instance)
+    if cached is not None and now - cached[0] < _PAUSE_CACHE_SECONDS:
+        return cached[1]
+    client = redis_client()
+    try:
+        raw = client.get(_pause_key(instance)) if client is not None else None
+    except Exception as error:  # a Redis outage must not stop sends on its own; the broker is down then anyway
+        log.warning("instance=%s pause flag not read: %s", instance, error)
+        raw = None
+    reason = raw.decode() if raw is not None else None
+    _pause_cache[instance] = (now, reason)
+    return reason
+
+
+def pause_if_disconnected(instance: str) -> bool:
+    """After a temporary send error: ask connectionState, and pause the instance if it is not open."""
+    try:
+        state = instance_state(instance)
+    except EvolutionError as error:
+        state = f"unreachable ({error.kind})"
+    if state == "open":
+        return False
+    pause(instance, f"connectionState is {state}")
+    return True
+
+
+def check_paused_instances() -> list[str]:
+    """Resume every paused instance that is open again; return the ones resumed (beat runs this)."""
+    resumed = []
+    for instance in settings.EVOLUTION_INSTANCES:
+        if paused_reason(instance) is None:
+            continue
+        try:
+            state = instance_state(instance)
+        except EvolutionError:
+            continue
+        if state == "open" and resume(instance):
+            resumed.append(instance)
+    return resumed
+
+
+_pause_cache: dict[str, tuple[float, str | None]] = {}

@@ -53,6 +53,18 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
+    def defer(self, pk: int, *, attempt: int, until) -> bool:
+        """Undo a claim that did not send (the instance is paced or paused): back to queued or retrying, the
+        attempt not counted, not to be claimed again before ``until``."""
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
+                status=Case(When(attempt_count=1, then=Value(MessageStatus.QUEUED)), default=Value(MessageStatus.RETRYING)),
+                attempt_count=F("attempt_count") - 1,
+                next_attempt_at=until,
+                updated_at=timezone.now(),
+            )
+        )
+
     # The outcome of a send is written only by the attempt that still owns the claim: a worker the sweeper gave up
     # on (its attempt was marked interrupted and a newer one claimed the row) must not overwrite the newer state.
 
@@ -130,10 +142,11 @@ class OutboundMessageQuerySet(models.QuerySet):
         return moved
 
     def release_for_dispatch(self, pk: int, *, task_id: str) -> bool:
-        """Scheduled -> queued (the message is due, or an operator said "send now")."""
+        """Scheduled -> queued because an operator said "send now": a person is waiting, so it goes as
+        transactional."""
         return bool(
             self.filter(pk=pk, status=MessageStatus.SCHEDULED).update(
-                status=MessageStatus.QUEUED, task_id=task_id, updated_at=timezone.now()
+                status=MessageStatus.QUEUED, task_id=task_id, priority=Priority.TRANSACTIONAL, updated_at=timezone.now()
             )
         )
 
@@ -154,7 +167,7 @@ class OutboundMessageQuerySet(models.QuerySet):
             task_id=Case(*(When(pk=pk, then=Value(task_id)) for pk, task_id in task_ids.items())),
             updated_at=timezone.now(),
         )
-        released = self.filter(pk__in=due, status=MessageStatus.QUEUED).only("pk", "task_id", "instance")
+        released = self.filter(pk__in=due, status=MessageStatus.QUEUED).only("pk", "task_id", "instance", "priority")
         return [message for message in released if message.task_id == task_ids[message.pk]]
 
     def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool) -> bool:

@@ -101,10 +101,10 @@ import logging  # noqa: E402  (this section's own imports, kept beside the only 
 from celery import current_app  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
-from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE  # noqa: E402
+from config.celery import BULK_QUEUE, MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE  # noqa: E402
 from messaging.models import FINAL_STATUSES, MessageStatus  # noqa: E402
 
-BROKER_QUEUES = (TRANSACTIONAL_QUEUE, MAINTENANCE_QUEUE)
+BROKER_QUEUES = (TRANSACTIONAL_QUEUE, BULK_QUEUE, MAINTENANCE_QUEUE)
 IN_FLIGHT_STATUSES = tuple(status for status in MessageStatus.values if status not in FINAL_STATUSES)
 
 _log = logging.getLogger("messaging.selectors")

@@ -22,9 +22,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from evolution import instances, throttle
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
 from messaging import idempotency, metrics, tasks
-from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
+from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, Priority, SendAttempt
 from messaging.phones import normalize_phone
 
 log = logging.getLogger("messaging")
@@ -208,13 +209,15 @@ def accept_message(
     return message, True
 
 
-def _new_message(cleaned: dict, **fields) -> OutboundMessage:
+def _new_message(cleaned: dict, *, bulk: bool = False, **fields) -> OutboundMessage:
     """An unsaved message from validated values. A scheduled one waits with no task; any other gets its task id
-    now, so the answer can carry it without a second write after publishing."""
+    now, so the answer can carry it without a second write after publishing. A single send goes out as
+    transactional; a bulk item or a scheduled release as bulk, behind the single sends."""
     scheduled = cleaned["scheduled_at"] is not None
     return OutboundMessage(
         **cleaned,
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
+        priority=Priority.BULK if bulk or scheduled else Priority.TRANSACTIONAL,
         task_id="" if scheduled else str(uuid.uuid4()),
         **fields,
     )
@@ -285,7 +288,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
             results.append(BulkItemResult(errors=error.message_dict))
             continue
         message = _new_message(
-            cleaned, idempotency_scope=key.scope if key else "", idempotency_key=key.value if key else None,
+            cleaned, bulk=True, idempotency_scope=key.scope if key else "", idempotency_key=key.value if key else None,
             request_fingerprint=fingerprint, created_by=created_by, source=source,
             created_at=now, updated_at=now,
         )
@@ -314,21 +317,23 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
 @dataclass(frozen=True)
 class SendOutcome:
     message_id: int
-    status: str  # the message's status after this try, or "skipped" when this caller did not own it
+    status: str  # the message's status after this try, "skipped" when this caller did not own it, or "deferred"
     attempt: int | None = None
     retry_in: float | None = None
+    paced_until: float | None = None  # a deferred send's reserved slot (epoch seconds): it goes then, unasked
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
+def send_message(*, message_id: int, task_id: str = "", paced_until: float | None = None) -> SendOutcome:
     """Make one attempt at sending a queued or retrying message through Evolution API.
 
     The claim is a conditional UPDATE, so with many workers (or a task delivered twice) exactly one caller
-    sends. The attempt row is written before the HTTP call, so even a crash mid-call leaves a trace. After an
-    attempt that may have reached WhatsApp (timeout, reset, worker crash) the next one asks findMessages first
-    and does not send again if WhatsApp already has it.
+    sends. A claimed message whose instance is paused, or whose paced slot is still ahead, is handed back
+    ("deferred", no attempt spent) with the time to come back. The attempt row is written before the HTTP call,
+    so even a crash mid-call leaves a trace. After an attempt that may have reached WhatsApp (timeout, reset,
+    worker crash) the next one asks findMessages first and does not send again if WhatsApp already has it.
     """
     claimed_at = time.monotonic()
     if not OutboundMessage.objects.claim_for_sending(message_id):
@@ -337,6 +342,9 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
     message = OutboundMessage.objects.get(pk=message_id)
+    hold = _hold(message, paced_until)
+    if hold is not None:
+        return hold
     attempt = SendAttempt.objects.start(message=message, task_id=task_id)
     must_reconcile = attempt.number > 1 and SendAttempt.objects.maybe_sent(message_id=message.pk, number=attempt.number - 1)
     client = get_client()
@@ -350,6 +358,10 @@ def send_message(*, message_id: int, task_id: str = "") -> SendOutcome:
             _ensure_time_to_send(claimed_at)
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
+        if error.retryable and error.kind != "timeout":
+            # A dead WhatsApp connection (or an unreachable Evolution) would fail every send of this instance:
+            # stop them until it is back. (After a timeout Evolution is slow, and asking it would wait again.)
+            instances.pause_if_disconnected(message.instance)
         last_try = not (error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES)
         if last_try and error.maybe_sent:
             # Before giving up for good, ask once more: a timed-out last try may have gone out, and a "failed"
@@ -370,6 +382,35 @@ def expire_message(*, message_id: int) -> bool:
     log.warning("message=%s instance=%s expired: not sent before its expires_at; never sent", message_id, instance)
     metrics.messages_expired(instance=instance or "")
     return True
+
+
+# A deferred send without a reserved slot comes back at most this much later (it waits in a worker's memory,
+# and must come back well before the stuck-work sweeper would take it for lost).
+MAX_DEFER_SECONDS = 60.0
+
+
+def _hold(message: OutboundMessage, paced_until: float | None) -> SendOutcome | None:
+    """Why this claimed message may not be sent now, as a deferred outcome (the claim undone); None to send."""
+    reason = instances.paused_reason(message.instance)
+    if reason is not None:
+        return _defer(message, instances.PAUSE_RECHECK_SECONDS, None, f"instance paused: {reason}")
+    if paced_until is not None and time.time() >= paced_until - 0.05:
+        return None  # this send's slot, reserved when it was deferred, has come
+    slot = throttle.reserve(message.instance, bulk=message.priority == Priority.BULK)
+    if slot.reserved and slot.wait <= 0.05:
+        return None
+    if slot.reserved:
+        return _defer(message, slot.wait, time.time() + slot.wait, "paced")
+    # No slot within reach: come back later, at a random moment so the waiting sends do not all return at once.
+    return _defer(message, min(slot.wait, MAX_DEFER_SECONDS) * random.uniform(0.5, 1.0), None, "paced, backlog")
+
+
+def _defer(message: OutboundMessage, wait: float, paced_until: float | None, why: str) -> SendOutcome:
+    until = timezone.now() + timedelta(seconds=wait)
+    if not OutboundMessage.objects.defer(message.pk, attempt=message.attempt_count, until=until):
+        return SendOutcome(message_id=message.pk, status="skipped")
+    log.info("message=%s instance=%s deferred %.1fs (%s); no attempt spent", message.pk, message.instance, wait, why)
+    return SendOutcome(message_id=message.pk, status="deferred", retry_in=wait, paced_until=paced_until)
 
 
 def _ensure_time_to_send(claimed_at: float) -> None:

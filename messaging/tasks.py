@@ -10,7 +10,8 @@ from contextlib import nullcontext
 
 from celery import shared_task
 
-from config.celery import TRANSACTIONAL_QUEUE
+from config.celery import QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE
+from evolution import instances
 from messaging import maintenance, services
 from messaging.models import OutboundMessage
 
@@ -18,11 +19,13 @@ log = logging.getLogger("messaging")
 
 
 @shared_task(bind=True, name="send_transactional_message", max_retries=None)
-def send_transactional_message(self, message_id: int) -> dict:
+def send_transactional_message(self, message_id: int, paced_until: float | None = None) -> dict:
     # Retries are counted on the row (attempt_count), not by Celery, so a re-queued task keeps the budget.
-    outcome = services.send_message(message_id=message_id, task_id=self.request.id or "")
+    outcome = services.send_message(message_id=message_id, task_id=self.request.id or "", paced_until=paced_until)
     if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
+        # Back on the queue it came from (a bulk send stays behind transactional ones), carrying its paced slot.
+        queue = (self.request.delivery_info or {}).get("routing_key") or TRANSACTIONAL_QUEUE
+        raise self.retry(countdown=outcome.retry_in, kwargs={"paced_until": outcome.paced_until}, queue=queue)
     return outcome.as_dict()
 
 
@@ -34,6 +37,11 @@ def dispatch_due_messages() -> int:
 @shared_task(name="requeue_stuck_messages")
 def requeue_stuck_messages() -> dict:
     return maintenance.requeue_stuck_messages()
+
+
+@shared_task(name="check_paused_instances")
+def check_paused_instances() -> list[str]:
+    return instances.check_paused_instances()
 
 
 @shared_task(name="purge_old_records")
@@ -53,8 +61,9 @@ def publish_send(message: OutboundMessage) -> bool:
 
 
 def publish_sends(messages: Sequence[OutboundMessage]) -> int:
-    """Publish ``send_transactional_message`` for committed messages on one broker connection; return how many
-    were published. Call after commit.
+    """Publish ``send_transactional_message`` for committed messages on one broker connection, each to the queue
+    of its priority (transactional_messages or bulk_messages); return how many were published. Call after
+    commit.
 
     A failure is logged, not raised: the row is the record, and the stuck-work sweeper
     (``maintenance.requeue_stuck_messages``) publishes again whatever did not go out, so an accepted message is
@@ -71,7 +80,7 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
         return 0
     task = send_transactional_message
     app = task.app
-    queue = app.amqp.queues[TRANSACTIONAL_QUEUE]
+    queues = {priority: app.amqp.queues[name] for priority, name in QUEUE_OF_PRIORITY.items()}
     template = app.amqp.create_task_message("", task.name, [0], {})
     embed = json.dumps(template.body[2])
     reply_to = template.properties.get("reply_to", "")
@@ -79,16 +88,18 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
     published = 0
     try:
         with app.producer_or_acquire() as producer:
-            declare = [queue.bind(producer.channel)]  # declared once per connection (kombu caches it)
+            # Declared once per connection (kombu caches it).
+            declare = {priority: [queue.bind(producer.channel)] for priority, queue in queues.items()}
             # A batch costs a client of its own: worth it from two messages on.
             with producer.batch(max_size=PUBLISH_BATCH_SIZE) if len(messages) > 1 else nullcontext():
                 for message in messages:
                     task_id = message.task_id
+                    queue = queues[message.priority]
                     producer.publish(
                         f"[[{int(message.pk)}], {{}}, {embed}]",
                         exchange="",  # straight to the queue: no per-message binding lookup
                         routing_key=queue.name,
-                        declare=declare,
+                        declare=declare[message.priority],
                         headers={**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{message.pk}]"},
                         content_type="application/json",
                         content_encoding="utf-8",
@@ -103,9 +114,11 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
                       "the stuck-work sweeper will retry", id_ranges(messages), published)
         return 0
     if len(messages) == 1:
-        log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id, TRANSACTIONAL_QUEUE)
+        log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id,
+                 QUEUE_OF_PRIORITY[messages[0].priority])
     else:
-        log.info("messages=%s enqueued queue=%s count=%s", id_ranges(messages), TRANSACTIONAL_QUEUE, len(messages))
+        log.info("messages=%s enqueued queues=%s count=%s", id_ranges(messages),
+                 ",".join(sorted({QUEUE_OF_PRIORITY[m.priority] for m in messages})), len(messages))
     return published
 
 

@@ -59,5 +59,5 @@ def test_the_embedded_broker_keeps_its_exchange_table_under_var(tmp_path):
 
     assert list(cwd.iterdir()) == []
     assert sorted(path.name for path in (var / "broker" / "control").iterdir()) == [
-        "maintenance.exchange", "transactional_messages.exchange",
+        "bulk_messages.exchange", "maintenance.exchange", "transactional_messages.exchange",
     ]

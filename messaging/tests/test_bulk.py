@@ -4,7 +4,7 @@ import json
 import pytest
 
 from tests_support import wait_for
-from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
+from config.celery import BULK_QUEUE, MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import idempotency, services
 from messaging.models import AttemptOutcome, FINAL_STATUSES, MessageStatus, OutboundMessage
 
@@ -109,8 +109,8 @@ def test_each_task_is_published_to_its_own_queue_only(sandbox_settings):
         finally:
             for queue in queues.values():
                 queue.purge()
-    assert sends == {TRANSACTIONAL_QUEUE: 1, MAINTENANCE_QUEUE: 0}
-    assert maintenance == {TRANSACTIONAL_QUEUE: 0, MAINTENANCE_QUEUE: 1}
+    assert sends == {TRANSACTIONAL_QUEUE: 1, BULK_QUEUE: 0, MAINTENANCE_QUEUE: 0}
+    assert maintenance == {TRANSACTIONAL_QUEUE: 0, BULK_QUEUE: 0, MAINTENANCE_QUEUE: 1}
 
 
 @pytest.mark.django_db
@@ -148,11 +148,11 @@ def test_text_and_times_postgresql_cannot_store_are_rejected_per_item_not_a_serv
     assert api.get("/messages").status_code == 200
 
 
-def published_send_tasks() -> list[tuple[str, int]]:
-    """Take every task waiting in the transactional queue: (task id, message id) each."""
+def published_send_tasks(queue_name=BULK_QUEUE) -> list[tuple[str, int]]:
+    """Take every task waiting in a send queue (bulk requests go to the bulk one): (task id, message id) each."""
     taken = []
     with app.connection_for_write() as connection:
-        queue = app.amqp.queues[TRANSACTIONAL_QUEUE].bind(connection.default_channel)
+        queue = app.amqp.queues[queue_name].bind(connection.default_channel)
         queue.declare()
         while (task := queue.get(no_ack=True)) is not None:
             taken.append((task.headers["id"], json.loads(task.body)[0][0]))

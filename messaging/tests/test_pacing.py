@@ -1,0 +1,108 @@
+"""Pacing per instance, priorities, and instances that pause instead of failing: real worker, Redis, sandbox."""
+import json
+from datetime import timedelta
+
+import pytest
+
+from config.celery import BULK_QUEUE, TRANSACTIONAL_QUEUE, app
+from evolution import instances, throttle
+from messaging import services, tasks
+from messaging.models import MessageStatus, OutboundMessage, Priority, SendAttempt
+from tests_support import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def all_final(ids, timeout):
+    return wait_for(lambda: not OutboundMessage.objects.filter(pk__in=ids).exclude(
+        status__in=(MessageStatus.SENT, MessageStatus.FAILED)).exists(), timeout=timeout, what="every message final")
+
+
+@pytest.mark.parametrize("text, seconds", [("20/m", 3.0), ("1/s", 1.0), ("5/s", 0.2), ("300/h", 12.0), ("", None)])
+def test_it_reads_rates_as_people_write_them(text, seconds):
+    assert throttle.parse_rate(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["fast", "0/s", "20/d", "-1/s"])
+def test_a_rate_it_cannot_read_stops_the_console_at_start(settings, text):
+    from evolution.apps import check_rates
+
+    settings.EVOLUTION_RATE_LIMIT = text
+    assert [problem.id for problem in check_rates()] == ["evolution.E001"]
+
+
+def test_a_paced_instance_sends_at_its_rate_without_spending_attempts_and_others_are_not_slowed(
+    celery_worker, evolution_sandbox, settings
+):
+    settings.EVOLUTION_INSTANCES = [evolution_sandbox.instance, evolution_sandbox.other_instance]
+    settings.EVOLUTION_RATE_LIMITS = {evolution_sandbox.instance: "5/s", evolution_sandbox.other_instance: ""}
+    paced = [services.accept_message(phone=f"+55119876{5000 + i:05d}"[:14], text=f"paced {i}")[0].pk for i in range(50)]
+    other = [services.accept_message(phone="+5531987651234", text=f"other {i}", instance=evolution_sandbox.other_instance)[0].pk
+             for i in range(10)]
+
+    all_final(other, timeout=10)  # not behind the paced instance
+    other_done = max(OutboundMessage.objects.filter(pk__in=other).values_list("sent_at", flat=True))
+    all_final(paced, timeout=40)
+
+    sent = sorted(OutboundMessage.objects.filter(pk__in=paced).values_list("sent_at", flat=True))
+    assert OutboundMessage.objects.filter(pk__in=paced + other, status=MessageStatus.SENT).count() == 60
+    assert (sent[-1] - sent[0]).total_seconds() >= 9.5  # 50 sends at 5/s: 49 gaps of 0.2 s
+    for i in range(len(sent) - 6):  # never more than 5 (+1 for timer jitter) in any second
+        assert (sent[i + 6] - sent[i]).total_seconds() >= 1.0
+    assert other_done < sent[-1] - timedelta(seconds=5)
+    assert set(OutboundMessage.objects.filter(pk__in=paced).values_list("attempt_count", flat=True)) == {1}
+    assert SendAttempt.objects.filter(message_id__in=paced).count() == 50
+
+
+def test_a_transactional_message_goes_ahead_of_a_bulk_backlog(api, celery_worker, evolution_sandbox):
+    evolution_sandbox.set_latency(20)  # a gateway that takes a moment, so the bulk backlog lasts
+    try:
+        for start in range(0, 2000, 1000):
+            batch = [{"phone": f"+55 11 9{(i // 9000):04d}-{1000 + i % 9000:04d}", "message": f"bulk {i}"}
+                     for i in range(start, start + 1000)]
+            response = api.post("/messages/bulk", data=json.dumps({"messages": batch}), content_type="application/json")
+            assert response.status_code == 202
+        wait_for(lambda: OutboundMessage.objects.filter(status=MessageStatus.SENT).exists(), timeout=20)
+
+        urgent, _ = services.accept_message(phone="+5531987651234", text="your code is 1234")
+        sent = wait_for(lambda: (m := OutboundMessage.objects.get(pk=urgent.pk)).status == MessageStatus.SENT and m,
+                        timeout=10)
+
+        assert (sent.sent_at - sent.created_at).total_seconds() < 2
+        assert OutboundMessage.objects.filter(priority=Priority.BULK).exclude(status=MessageStatus.SENT).count() > 500
+    finally:
+        evolution_sandbox.set_latency(0)
+        app.control.purge()
+
+
+def test_each_priority_is_published_to_its_own_queue(sandbox_settings):
+    app.control.purge()
+    single, _ = services.accept_message(phone="+5511987654321", text="single")
+    (bulk,) = services.accept_messages(items=[{"phone": "+5511987654321", "text": "bulk"}])
+    with app.connection_for_read() as conn:
+        depth = {name: conn.default_channel.queue_declare(queue=name, passive=True).message_count
+                 for name in (TRANSACTIONAL_QUEUE, BULK_QUEUE)}
+    app.control.purge()
+    assert (single.priority, bulk.message.priority) == (Priority.TRANSACTIONAL, Priority.BULK)
+    assert depth == {TRANSACTIONAL_QUEUE: 1, BULK_QUEUE: 1}
+
+
+def test_a_disconnected_instance_pauses_instead_of_failing_and_resumes_when_it_is_back(celery_worker, evolution_sandbox):
+    evolution_sandbox.set_state("close")
+    ids = [services.accept_message(phone="+5511987654321", text=f"while down {i}")[0].pk for i in range(5)]
+    try:
+        wait_for(lambda: instances.paused_reason(evolution_sandbox.instance), timeout=10, what="the pause")
+        wait_for(lambda: not OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENDING).exists(), timeout=10)
+        attempts_while_down = SendAttempt.objects.filter(message_id__in=ids).count()
+        assert attempts_while_down <= 4  # the sends in flight when it went down; then nothing more
+        assert not OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.FAILED).exists()
+
+        evolution_sandbox.set_state("open")
+        assert tasks.check_paused_instances.apply().get() == [evolution_sandbox.instance]  # beat's periodic check
+        all_final(ids, timeout=40)
+    finally:
+        instances.resume(evolution_sandbox.instance)
+
+    assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("status", flat=True)) == {MessageStatus.SENT}
+    assert SendAttempt.objects.filter(message_id__in=ids).count() == 5 + attempts_while_down
+    assert len(evolution_sandbox.sent_messages()) == 5
