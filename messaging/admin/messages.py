@@ -17,6 +17,7 @@ from messaging import idempotency, maintenance, selectors, services
 from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
 from messaging.admin.guards import ChangelistGuards
+from messaging.admin.read_only import ReadOnly
 from messaging.api.permissions import SCHEDULE
 from messaging.dashboard.views import dashboard_page
 from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage, SendAttempt
@@ -44,7 +45,7 @@ def precise_time(moment) -> str:
 # --- the attempts, read-only ----------------------------------------------------------------------------------
 
 
-class SendAttemptInline(admin.TabularInline):
+class SendAttemptInline(ReadOnly, admin.TabularInline):
     model = SendAttempt
     extra = 0
     can_delete = False
@@ -57,15 +58,6 @@ class SendAttemptInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("number")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="outcome")
     def outcome_badge(self, attempt):

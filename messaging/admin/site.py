@@ -6,6 +6,7 @@ from django_celery_results import admin as celery_results_admin  # registers the
 from django_celery_results.models import GroupResult, TaskResult
 
 from messaging.admin.guards import ChangelistGuards
+from messaging.admin.read_only import ReadOnly
 
 admin.site.site_header = "WhatsApp messaging console"
 admin.site.site_title = "WhatsApp console"
@@ -56,21 +57,12 @@ _django_app_list = admin.site.get_app_list
 admin.site.get_app_list = console_app_list
 
 
-class ReadOnlyResultAdmin(ChangelistGuards):
+class ReadOnlyResultAdmin(ChangelistGuards, ReadOnly):
     """Celery's result rows record what a worker did; the console never edits or deletes them by hand.
 
     A send that ends "failed" is still a task that returned normally, so Celery records SUCCESS: the message's
     own status, not this row, says how the send went.
     """
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class TaskResultAdmin(ReadOnlyResultAdmin, celery_results_admin.TaskResultAdmin):

@@ -93,26 +93,13 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
             errors[field] = ["Not a valid string."]
         else:
             values[service_name] = value
-    scheduled_at = raw.get("scheduled_at")
-    if scheduled_at is not None:
-        try:
-            parsed = parse_datetime(scheduled_at) if isinstance(scheduled_at, str) else None
-        except ValueError:  # not a real date (month 13)
-            parsed = None
-        if parsed is None:
-            errors["scheduled_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
-        else:
-            values["scheduled_at"] = parsed
-    expires_at = raw.get("expires_at")
-    if expires_at is not None:
-        try:
-            parsed = parse_datetime(expires_at) if isinstance(expires_at, str) else None
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            errors["expires_at"] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
-        else:
-            values["expires_at"] = parsed
+    for field in ("scheduled_at", "expires_at"):
+        if raw.get(field) is not None:
+            parsed = _datetime(raw[field])
+            if parsed is None:
+                errors[field] = ["Datetime has wrong format. Use ISO 8601, e.g. 2030-01-01T10:00:00Z."]
+            else:
+                values[field] = parsed
     valid_for = raw.get("valid_for_seconds")
     if valid_for is not None:
         if isinstance(valid_for, bool) or not isinstance(valid_for, int):
@@ -120,6 +107,14 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
         else:
             values["valid_for_seconds"] = valid_for
     return (None, errors) if errors else (values, None)
+
+
+def _datetime(value):
+    """An ISO 8601 string as a datetime, or None for anything else (including a month 13)."""
+    try:
+        return parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 # --- Shapes that only document answers (/schema); the views build these bodies as dicts. ----------------------
