@@ -66,7 +66,7 @@ def compose_key(form_token: str) -> Key:
     return Key("", f"{RESERVED_PREFIX}compose:{hashlib.sha256(form_token.encode()).hexdigest()}")
 
 
-def fingerprint(*, phone, text, instance, scheduled_at) -> str:
+def fingerprint(*, phone, text, instance, scheduled_at, expires_at=None, valid_for_seconds=None) -> str:
     """A digest of a request as the caller sent it, before validation (a retry must find its first message even
     when it would no longer validate, e.g. its send time has passed). Phones compare by their digits, so
     "+55 11 98765-4321" and "5511987654321" are the same request."""
@@ -76,6 +76,11 @@ def fingerprint(*, phone, text, instance, scheduled_at) -> str:
         "instance": instance or "",
         "scheduled_at": _instant(scheduled_at),
     }
+    # Only when given, so the digests of requests without an expiry stay what they were before expiry existed.
+    if expires_at is not None:
+        request["expires_at"] = _instant(expires_at)
+    if valid_for_seconds is not None:
+        request["valid_for_seconds"] = valid_for_seconds
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -174,7 +174,10 @@ def accept_message(
     """
     fingerprint = ""
     if idempotency_key:
-        fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+        fingerprint = idempotency.fingerprint(
+            phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
+            expires_at=expires_at, valid_for_seconds=valid_for_seconds,
+        )
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
@@ -266,7 +269,8 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         key = item.get("idempotency_key") or None
         fingerprint = idempotency.fingerprint(
             phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
-            scheduled_at=item.get("scheduled_at"),
+            scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
+            valid_for_seconds=item.get("valid_for_seconds"),
         ) if key else ""
         if key in earlier:
             try:

@@ -43,7 +43,7 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = [
             "success", "id", "status", "phone", "message", "instance_name", "scheduled_at", "expires_at", "task_id",
             "attempt_count", "evolution_message_id", "remote_jid", "last_error_kind", "last_error",
-            "resend_of", "created_at", "sent_at", "finished_at",
+            "resend_of", "created_at", "sent_at", "finished_at", "delivered_at", "read_at",
         ]
 
     def get_success(self, message) -> bool:
@@ -66,6 +66,10 @@ class MessageFilterSerializer(serializers.Serializer):
     phone = serializers.CharField(required=False, allow_blank=True)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+    # What made the messages (OutboundMessage.source): a campaign's, or one run's ("campaign:12:run:3").
+    campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="A campaign's id.")
+    source = serializers.CharField(required=False, allow_blank=True, max_length=64,
+                                   help_text='Exactly this source, e.g. "campaign:12:run:3" (one run of a campaign).')
 
     def validate(self, attrs):
         # DRF reads an empty query value as absent; an empty date is no date, so say so rather than list everything.
@@ -146,6 +150,8 @@ class BulkItemSerializer(serializers.Serializer):
     message = serializers.CharField(trim_whitespace=False)
     instance_name = serializers.CharField(required=False)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    valid_for_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
 
 class BulkRequestSerializer(serializers.Serializer):

@@ -249,7 +249,7 @@ class TaskView(APIView):
 
     @extend_schema(
         summary="Celery state of a send task, read from its message",
-        description="PENDING, STARTED, RETRY, SUCCESS, FAILURE (failed for good) or REVOKED (cancelled); 404 for "
+        description="PENDING, STARTED, RETRY, SUCCESS, FAILURE (failed for good) or REVOKED (cancelled or expired); 404 for "
                     "an id the console never issued.",
         responses=OpenApiTypes.OBJECT,
     )

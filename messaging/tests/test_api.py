@@ -330,3 +330,13 @@ def test_a_send_time_with_an_offset_postgresql_refuses_is_stored_in_utc(sandbox_
     when = (timezone.now() + timedelta(days=1)).astimezone(far_east).replace(microsecond=0)
     message, _ = services.accept_message(phone="+5511987654321", text="hi", scheduled_at=when)
     assert OutboundMessage.objects.get(pk=message.pk).scheduled_at == when
+
+
+def test_the_same_key_with_only_another_expiry_is_another_request(api, sandbox_settings):
+    first = post(api, {"phone": "+5511987654321", "message": "code 1234", "valid_for_seconds": 60},
+                 HTTP_IDEMPOTENCY_KEY="otp-1")
+    other = post(api, {"phone": "+5511987654321", "message": "code 1234", "valid_for_seconds": 600},
+                 HTTP_IDEMPOTENCY_KEY="otp-1")
+    again = post(api, {"phone": "+5511987654321", "message": "code 1234", "valid_for_seconds": 60},
+                 HTTP_IDEMPOTENCY_KEY="otp-1")
+    assert (first.status_code, other.status_code, again.status_code) == (202, 422, 200)
