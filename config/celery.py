@@ -6,7 +6,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_process_init, worker_ready
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -39,7 +39,7 @@ def _beat_schedule() -> dict:
     # Synced into the database (django-celery-beat) when beat starts; editable in the admin afterwards.
     return {
         "dispatch-due-messages": {"task": "dispatch_due_messages", "schedule": settings.MESSAGING_DISPATCH_INTERVAL_SECONDS},
-        "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": 60.0},
+        "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": settings.MESSAGING_SWEEP_INTERVAL_SECONDS},
         "purge-old-records": {"task": "purge_old_records", "schedule": crontab(hour=3, minute=17)},
         "check-paused-instances": {"task": "check_paused_instances", "schedule": 10.0},
     }
@@ -58,3 +58,13 @@ def close_old_database_connections(task=None, **kwargs):
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_process_init.connect  # each prefork child: its sends run in it
+@worker_ready.connect  # the main process: where a threads or solo pool runs its sends
+def start_worker_heartbeat(**kwargs):
+    """Tell the sweeper this process is alive, so it takes over a dead worker's sends within seconds
+    (messaging/heartbeats.py)."""
+    from messaging import heartbeats
+
+    heartbeats.start()

@@ -102,6 +102,9 @@ if DATABASE_URL:
             conn_health_checks=True,
         )
     }
+    # With PostgreSQL unreachable, a request fails in seconds (a 503, messaging/api/errors.py) instead of
+    # hanging; 2 s is libpq's minimum. A connect_timeout in DATABASE_URL's query string wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -198,6 +201,12 @@ MESSAGING_DEFAULT_REGION = os.environ.get("MESSAGING_DEFAULT_REGION", "") or Non
 # How often celery-beat looks for due scheduled messages, and when queued/sending work counts as stuck.
 MESSAGING_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("MESSAGING_DISPATCH_INTERVAL_SECONDS", "5"))
 MESSAGING_STUCK_AFTER_SECONDS = int(os.environ.get("MESSAGING_STUCK_AFTER_SECONDS", "300"))
+# How often beat's stuck-work sweep runs: it republishes what a broker outage or flush lost, and takes over the
+# sends of workers whose heartbeat stopped, so its interval bounds how soon that happens.
+MESSAGING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("MESSAGING_SWEEP_INTERVAL_SECONDS") or 15)
+# Each worker process's heartbeat in Redis lives this long and is renewed every quarter of it: a send whose worker
+# has had no heartbeat for this long is taken over (messaging/heartbeats.py).
+MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS = float(os.environ.get("MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS") or 20)
 # Beat deletes attempts, and sent/failed/cancelled messages, older than this once a day; 0 keeps everything.
 MESSAGING_RETENTION_DAYS = int(os.environ.get("MESSAGING_RETENTION_DAYS") or 90)
 # A send must always end before the sweeper may take it for dead, or the message could go out twice.

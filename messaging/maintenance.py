@@ -12,12 +12,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from messaging import metrics, tasks
+from django.db.models import Q
+
+from config.celery import SEND_QUEUES
+from messaging import heartbeats, metrics, selectors, tasks
 from messaging.models import FINAL_STATUSES, AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 
 log = logging.getLogger("messaging")
 
 STUCK_BATCH = 1000
+# A waiting row with no task anywhere (the send queues are empty) after this long lost its task: a Redis flush, or
+# a restart without AOF. Longer than a publish after commit takes, far shorter than the stuck cutoff.
+LOST_TASK_AFTER = timedelta(seconds=30)
 
 
 def dispatch_due_messages(*, limit: int = 1000) -> int:
@@ -52,15 +58,24 @@ def expire_overdue_messages() -> int:
 def requeue_stuck_messages() -> dict[str, int]:
     """Find work that a lost publish or a dead worker left behind and put it back on the queue.
 
-    - queued for too long: the publish after commit failed (broker down) or the broker lost the task;
-    - retrying long past its due time: the retry's publish was lost;
-    - sending for too long: the worker died mid-send; its attempt is marked interrupted and the next try asks
-      Evolution API whether it went out before sending again.
+    Beat runs it every MESSAGING_SWEEP_INTERVAL_SECONDS, so what it can tell at once is recovered at once:
+    - never published: its publish failed (broker down at accept time) and the row says so; published again as
+      soon as the broker answers;
+    - lost by the broker: waiting for LOST_TASK_AFTER while the send queues are empty (Redis flushed, or restarted
+      without AOF);
+    - sending, held by a worker whose heartbeat is gone (killed, its host lost): its attempt is marked interrupted
+      and the next try asks Evolution API whether it went out before sending again.
+    And whatever it cannot tell, after MESSAGING_STUCK_AFTER_SECONDS: queued or retrying that long (a lost task
+    while other tasks wait), sending that long with no heartbeat to go by (embedded mode, Redis unreachable).
     Duplicated tasks are harmless: the send claims the row first.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.MESSAGING_STUCK_AFTER_SECONDS)
     counts = {"queued": 0, "retrying": 0, "interrupted": 0, "failed": 0}
+    for status, published in _republish_unpublished(now).items():
+        counts[status] += published
+    for status, published in _republish_lost_tasks(now).items():
+        counts[status] += published
 
     for message in OutboundMessage.objects.filter(status=MessageStatus.QUEUED, updated_at__lt=cutoff)[:STUCK_BATCH]:
         if OutboundMessage.objects.filter(pk=message.pk, status=MessageStatus.QUEUED, updated_at__lt=cutoff).update(updated_at=now):
@@ -72,8 +87,16 @@ def requeue_stuck_messages() -> dict[str, int]:
         ).update(next_attempt_at=now, updated_at=now):
             counts["retrying"] += tasks.publish_send(message)
 
-    for message in OutboundMessage.objects.filter(status=MessageStatus.SENDING, updated_at__lt=cutoff)[:STUCK_BATCH]:
-        result = _recover_interrupted(message, cutoff)
+    sending = list(OutboundMessage.objects.filter(status=MessageStatus.SENDING).order_by("updated_at")[:STUCK_BATCH])
+    holders = _workers_holding(sending)
+    dead = heartbeats.dead_workers(holders.values())
+    for message in sending:
+        if message.updated_at < cutoff:
+            result = _recover_interrupted(message, cutoff)
+        elif dead and holders.get(message.pk) in dead:
+            result = _recover_interrupted(message, cutoff, dead_attempt=message.attempt_count)
+        else:
+            continue  # its worker is alive (or cannot be told): never taken over before the cutoff
         if result:
             counts[result] += 1
 
@@ -82,12 +105,66 @@ def requeue_stuck_messages() -> dict[str, int]:
     return counts
 
 
-def _recover_interrupted(message: OutboundMessage, cutoff) -> str | None:
+def _republish_unpublished(now) -> dict[str, int]:
+    """Publish again the rows whose publish failed, once they are due; each is taken by one sweep (a conditional
+    UPDATE clears its mark), and a publish that fails again marks it again for the next sweep."""
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    marked = OutboundMessage.objects.filter(
+        due, publish_failed_at__isnull=False, status__in=(MessageStatus.QUEUED, MessageStatus.RETRYING)
+    ).order_by("publish_failed_at")[:STUCK_BATCH]
+    taken = [
+        message for message in marked
+        if OutboundMessage.objects.filter(
+            pk=message.pk, status=message.status, publish_failed_at=message.publish_failed_at
+        ).update(publish_failed_at=None, updated_at=now)
+    ]
+    return _publish_counted(taken)
+
+
+def _republish_lost_tasks(now) -> dict[str, int]:
+    """Publish again the due rows that have waited LOST_TASK_AFTER with no task in the send queues: the broker
+    lost them. Only asked when every send queue is empty, so a backlog is never mistaken for a loss."""
+    if any(selectors.queue_depths().get(queue) != 0 for queue in SEND_QUEUES):  # a backlog, or no broker
+        return {}
+    stale = now - LOST_TASK_AFTER
+    lost = Q(status=MessageStatus.QUEUED, updated_at__lt=stale) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale)
+    ) | Q(status=MessageStatus.RETRYING, next_attempt_at__lt=stale)
+    taken = [
+        message for message in OutboundMessage.objects.filter(lost).order_by("updated_at")[:STUCK_BATCH]
+        if OutboundMessage.objects.filter(lost, pk=message.pk).update(updated_at=now)
+    ]
+    return _publish_counted(taken)
+
+
+def _publish_counted(messages: list[OutboundMessage]) -> dict[str, int]:
+    if not messages or not tasks.publish_sends(messages):
+        return {}
+    counts: dict[str, int] = {}
+    for message in messages:
+        counts[message.status] = counts.get(message.status, 0) + 1
+    return counts
+
+
+def _workers_holding(messages: list[OutboundMessage]) -> dict[int, str]:
+    """The worker recorded on each sending message's current attempt ("" or absent: none recorded)."""
+    number = {message.pk: message.attempt_count for message in messages}
+    rows = SendAttempt.objects.filter(message_id__in=number, outcome=AttemptOutcome.STARTED).exclude(worker="")
+    return {
+        message_id: worker
+        for message_id, attempt, worker in rows.values_list("message_id", "number", "worker")
+        if attempt == number[message_id]
+    }
+
+
+def _recover_interrupted(message: OutboundMessage, cutoff, *, dead_attempt: int | None = None) -> str | None:
     # The attempt that was cut off counts: on the last allowed one, the message fails (it may have gone out,
     # which the error says) rather than getting a try the retry budget does not have.
     give_up = message.attempt_count > settings.MESSAGING_MAX_RETRIES
     with transaction.atomic():
-        if not OutboundMessage.objects.recover_interrupted(message.pk, stuck_before=cutoff, give_up=give_up):
+        if not OutboundMessage.objects.recover_interrupted(
+            message.pk, stuck_before=cutoff, give_up=give_up, dead_attempt=dead_attempt
+        ):
             return None  # it finished after all, or another sweeper took it
         SendAttempt.objects.mark_interrupted(message_id=message.pk, number=message.attempt_count)
     metrics.attempt_finished(

@@ -170,7 +170,7 @@ class OutboundMessageQuerySet(models.QuerySet):
         released = self.filter(pk__in=due, status=MessageStatus.QUEUED).only("pk", "task_id", "instance", "priority")
         return [message for message in released if message.task_id == task_ids[message.pk]]
 
-    def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool) -> bool:
+    def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool, dead_attempt: int | None = None) -> bool:
         """Sending -> retrying (or failed, when no attempts are left) for a send whose worker vanished."""
         now = timezone.now()
         if give_up:
@@ -186,10 +186,21 @@ class OutboundMessageQuerySet(models.QuerySet):
                 last_error="The worker stopped during the send; Evolution API is asked before sending again.",
                 next_attempt_at=now,
             )
+        # Interrupted: the send has outlived the stuck cutoff, or (``dead_attempt``) it is still in the attempt
+        # whose worker's heartbeat has stopped, so no live process can still be inside that call.
+        interrupted = Q(updated_at__lt=stuck_before)
+        if dead_attempt is not None:
+            interrupted |= Q(attempt_count=dead_attempt)
         return bool(
-            self.filter(pk=pk, status=MessageStatus.SENDING, updated_at__lt=stuck_before).update(
+            self.filter(interrupted, pk=pk, status=MessageStatus.SENDING).update(
                 last_error_kind="interrupted", updated_at=now, **change
             )
+        )
+
+    def mark_unpublished(self, pks) -> int:
+        """Their send task did not reach the broker: beat's next sweep publishes them again, not the cutoff."""
+        return self.filter(pk__in=pks, status__in=(MessageStatus.QUEUED, MessageStatus.RETRYING)).update(
+            publish_failed_at=timezone.now()
         )
 
 
@@ -236,6 +247,8 @@ class OutboundMessage(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when publishing its send task failed (broker down): the stuck-work sweep publishes it again at once.
+    publish_failed_at = models.DateTimeField(null=True, blank=True, db_default=None)
 
     objects = OutboundMessageQuerySet.as_manager()
 
@@ -257,6 +270,8 @@ class OutboundMessage(models.Model):
                 fields=["expires_at"], name="msg_expires_waiting",
                 condition=Q(expires_at__isnull=False, status__in=["scheduled", "queued", "retrying"]),
             ),
+            # The sweep's "never published" scan: only the few rows whose publish failed are in it.
+            models.Index(fields=["publish_failed_at"], name="msg_publish_failed", condition=Q(publish_failed_at__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope"),
@@ -289,9 +304,9 @@ class AttemptOutcome(models.TextChoices):
 class SendAttemptQuerySet(models.QuerySet):
     """An attempt is written as ``started`` before the HTTP call and finished once, after it."""
 
-    def start(self, *, message: "OutboundMessage", task_id: str) -> "SendAttempt":
+    def start(self, *, message: "OutboundMessage", task_id: str, worker: str = "") -> "SendAttempt":
         # The claim just counted this attempt on the message; its number is that count.
-        return self.create(message=message, number=message.attempt_count, task_id=task_id)
+        return self.create(message=message, number=message.attempt_count, task_id=task_id, worker=worker)
 
     def finish_sent(self, pk: int, *, evolution_message_id: str, reconciled: bool, finished_at) -> int:
         return self.filter(pk=pk, outcome=AttemptOutcome.STARTED).update(
@@ -349,6 +364,8 @@ class SendAttempt(models.Model):
     reconciled = models.BooleanField(default=False)
     evolution_message_id = models.CharField(max_length=128, blank=True, default="")
     task_id = models.CharField(max_length=255, blank=True, default="")
+    # The worker process holding this attempt (messaging/heartbeats.py); empty when it had no heartbeat.
+    worker = models.CharField(max_length=255, blank=True, default="", db_default="")
 
     objects = SendAttemptQuerySet.as_manager()
 

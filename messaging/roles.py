@@ -8,6 +8,7 @@ The same permissions hold in the admin and the API (messaging/api/permissions.py
 Superusers have every permission. ``ensure_roles`` runs after every ``migrate`` (see MessagingConfig.ready).
 """
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
 
 ROLES = {
     "Support": [
@@ -24,6 +25,15 @@ ROLES = {
         "send_now_outboundmessage",
         "schedule_outboundmessage",
         "requeue_outboundmessage",
+        # Campaigns (campaigns/): contacts, imports, campaigns and their runs; launch, pause, resume, cancel.
+        *(f"campaigns.{action}_{model}" for action in ("view", "add", "change", "delete")
+          for model in ("contact", "tag", "contactimport")),
+        "campaigns.view_campaign",
+        "campaigns.add_campaign",
+        "campaigns.change_campaign",
+        "campaigns.launch_campaign",
+        "campaigns.control_campaign",
+        "campaigns.view_campaignrun",
     ],
     "API clients": [
         "add_outboundmessage",
@@ -36,5 +46,8 @@ def ensure_roles(**kwargs) -> None:
     """Create the groups and grant their permissions; permissions added by hand are left alone."""
     for name, codenames in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
-        permissions = Permission.objects.filter(content_type__app_label="messaging", codename__in=codenames)
-        group.permissions.add(*permissions)
+        wanted = Q(pk__in=[])
+        for codename in codenames:  # "codename" is messaging's; another app's is "app_label.codename"
+            app_label, _, codename = codename.rpartition(".")
+            wanted |= Q(content_type__app_label=app_label or "messaging", codename=codename)
+        group.permissions.add(*Permission.objects.filter(wanted))

@@ -17,9 +17,15 @@ def visible_messages(*, user) -> QuerySet:
 
 
 def message_list(
-    *, user, status: str | None = None, phone: str | None = None, created_after=None, created_before=None
+    *, user, status: str | None = None, phone: str | None = None, created_after=None, created_before=None,
+    campaign: int | None = None, source: str | None = None,
 ) -> QuerySet:
     messages = visible_messages(user=user)
+    # A message knows what made it only by its source string, so messaging imports no campaign code.
+    if campaign:
+        messages = messages.filter(source__startswith=f"campaign:{campaign}:")
+    if source:
+        messages = messages.filter(source=source)
     if status:
         messages = messages.filter(status=status)
     if phone:

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from evolution import instances, throttle
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
-from messaging import idempotency, metrics, tasks
+from messaging import heartbeats, idempotency, metrics, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, Priority, SendAttempt
 from messaging.phones import normalize_phone
 
@@ -174,10 +174,7 @@ def accept_message(
     """
     fingerprint = ""
     if idempotency_key:
-        fingerprint = idempotency.fingerprint(
-            phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
-            expires_at=expires_at, valid_for_seconds=valid_for_seconds,
-        )
+        fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
@@ -269,8 +266,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         key = item.get("idempotency_key") or None
         fingerprint = idempotency.fingerprint(
             phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
-            scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
-            valid_for_seconds=item.get("valid_for_seconds"),
+            scheduled_at=item.get("scheduled_at"),
         ) if key else ""
         if key in earlier:
             try:
@@ -349,7 +345,7 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
     hold = _hold(message, paced_until)
     if hold is not None:
         return hold
-    attempt = SendAttempt.objects.start(message=message, task_id=task_id)
+    attempt = SendAttempt.objects.start(message=message, task_id=task_id, worker=heartbeats.current_worker())
     must_reconcile = attempt.number > 1 and SendAttempt.objects.maybe_sent(message_id=message.pk, number=attempt.number - 1)
     client = get_client()
     checked = False

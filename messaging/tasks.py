@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from config.celery import QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE
 from evolution import instances
@@ -18,10 +19,21 @@ from messaging.models import OutboundMessage
 log = logging.getLogger("messaging")
 
 
+DATABASE_RETRY_SECONDS = 5
+
+
 @shared_task(bind=True, name="send_transactional_message", max_retries=None)
 def send_transactional_message(self, message_id: int, paced_until: float | None = None) -> dict:
     # Retries are counted on the row (attempt_count), not by Celery, so a re-queued task keeps the budget.
-    outcome = services.send_message(message_id=message_id, task_id=self.request.id or "", paced_until=paced_until)
+    try:
+        outcome = services.send_message(message_id=message_id, task_id=self.request.id or "", paced_until=paced_until)
+    except (OperationalError, InterfaceError) as error:
+        # PostgreSQL is down: the row cannot be read or moved. Keep the task (not failed, not dropped) and try
+        # again shortly; the claim makes a rerun harmless, and the sweeper finishes any send this left half-done.
+        log.warning("message=%s task=%s database unavailable (%s); retrying in %ss",
+                    message_id, self.request.id, type(error).__name__, DATABASE_RETRY_SECONDS)
+        queue = (self.request.delivery_info or {}).get("routing_key") or TRANSACTIONAL_QUEUE
+        raise self.retry(countdown=DATABASE_RETRY_SECONDS, kwargs={"paced_until": paced_until}, queue=queue)
     if outcome.retry_in is not None:
         # Back on the queue it came from (a bulk send stays behind transactional ones), carrying its paced slot.
         queue = (self.request.delivery_info or {}).get("routing_key") or TRANSACTIONAL_QUEUE
@@ -112,6 +124,7 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
     except Exception:
         log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
                       "the stuck-work sweeper will retry", id_ranges(messages), published)
+        _remember_unpublished(messages)
         return 0
     if len(messages) == 1:
         log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id,
@@ -120,6 +133,15 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
         log.info("messages=%s enqueued queues=%s count=%s", id_ranges(messages),
                  ",".join(sorted({QUEUE_OF_PRIORITY[m.priority] for m in messages})), len(messages))
     return published
+
+
+def _remember_unpublished(messages: Sequence[OutboundMessage]) -> None:
+    # The row records that its task never reached the broker, so the next sweep (every
+    # MESSAGING_SWEEP_INTERVAL_SECONDS) publishes it as soon as the broker answers, not after the stuck cutoff.
+    try:
+        OutboundMessage.objects.mark_unpublished([message.pk for message in messages])
+    except Exception:  # the database may be what failed; the stuck cutoff still covers these rows
+        log.exception("messages=%s could not be marked unpublished", id_ranges(messages))
 
 
 def id_ranges(messages: Sequence[OutboundMessage]) -> str:

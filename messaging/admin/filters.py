@@ -20,6 +20,36 @@ class InstanceFilter(admin.SimpleListFilter):
         return queryset.filter(instance=self.value()) if self.value() else queryset
 
 
+class CampaignFilter(admin.SimpleListFilter):
+    """Messages a campaign made, by their ``source``: ``?campaign=12`` (every run of campaign 12, a prefix on the
+    source index), ``?campaign=12:run:3`` (one run), ``any`` or ``none``."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+
+    def lookups(self, request, model_admin):
+        choices = [("any", "From a campaign"), ("none", "Not from a campaign")]
+        value = self.value()
+        if value and value not in ("any", "none"):
+            choices.append((value, f"Campaign {value.replace(':run:', ', run ')}"))
+        return choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "any":
+            return queryset.filter(source__startswith="campaign:")
+        if value == "none":
+            return queryset.exclude(source__startswith="campaign:")
+        campaign, _, run = value.partition(":run:")
+        if not campaign.isdigit() or (run and not run.isdigit()):
+            return queryset.none()
+        if run:
+            return queryset.filter(source=f"campaign:{campaign}:run:{run}")
+        return queryset.filter(source__startswith=f"campaign:{campaign}:")
+
+
 class FailedAttemptsFilter(admin.SimpleListFilter):
     title = "has failed attempts"
     parameter_name = "failed_attempts"

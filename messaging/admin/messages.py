@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from messaging import idempotency, maintenance, selectors, services
-from messaging.admin.filters import FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
+from messaging.admin.filters import CampaignFilter, FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
 from messaging.admin.guards import ChangelistGuards
 from messaging.admin.read_only import ReadOnly
@@ -116,13 +116,13 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     inlines = [SendAttemptInline]
 
     list_display = [
-        "id", "status_badge", "phone", "text_preview", "instance", "attempts", "last_error_summary",
+        "id", "status_badge", "phone", "text_preview", "instance", "campaign", "attempts", "last_error_summary",
         "created", "sent",
     ]
     list_display_links = ["id", "phone"]
-    # Campaigns slot in here when they exist: a "campaign" column, a filter, and "campaign" in list_select_related.
-    list_filter = ["status", InstanceFilter, ("created_at", admin.DateFieldListFilter), FailedAttemptsFilter,
-                   FailureReasonFilter]
+    # The campaign column and filter read the message's own ``source``: nothing to join, no import of campaigns.
+    list_filter = ["status", InstanceFilter, CampaignFilter, ("created_at", admin.DateFieldListFilter),
+                   FailedAttemptsFilter, FailureReasonFilter]
     list_select_related = []  # every column reads the message row itself: nothing to join yet
     search_fields = ["phone", "text", "evolution_message_id"]  # how is decided in selectors.search_messages
     search_help_text = (
@@ -156,6 +156,14 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     @admin.display(description="text")
     def text_preview(self, message):
         return Truncator(message.text).chars(60)
+
+    @admin.display(description="campaign")
+    def campaign(self, message):
+        """ "campaign:12:run:3" as "12 · run 3", a link to the campaign's messages; "—" for any other source."""
+        parts = message.source.split(":")
+        if len(parts) != 4 or parts[0] != "campaign":
+            return "—"
+        return format_html('<a href="?campaign={}">{} · run {}</a>', parts[1], parts[1], parts[3])
 
     @admin.display(description="tries", ordering="attempt_count")
     def attempts(self, message):

@@ -7,6 +7,7 @@
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -21,7 +22,19 @@ from messaging.idempotency import KeyReused
 SERVICE_TO_API_FIELDS = {"text": "message", "instance": "instance_name", "idempotency_key": "Idempotency-Key"}
 
 
+# How long a client should wait before trying again after a 503 for an unreachable database.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # PostgreSQL is down or unreachable (connect_timeout bounds the wait): nothing was stored, so the
+        # client may simply try again; a 503, not a 500, so it knows to.
+        return Response(
+            envelope("database_unavailable", "The database is unavailable; nothing was stored. Try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(_too_large_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, KeyReused):

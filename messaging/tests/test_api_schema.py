@@ -72,8 +72,9 @@ BOUNDED = hypothesis_settings(
 # can judge (a phone that is no number, an instance the console does not send through, a send time in the past, a
 # text of invisible characters). JSON Schema cannot say "a real phone number", so on the two sending operations a
 # schema-valid body may be refused with the validation error (400, code "invalid", naming the field); anything
-# else a valid body gets is judged by schemathesis's own positive_data_acceptance.
-SERVICE_VALIDATES_CONTENT = {("POST", "/messages"), ("POST", "/messages/bulk")}
+# else a valid body gets is judged by schemathesis's own positive_data_acceptance. A campaign's body is the same
+# case (its recipients' phones, its instance, a template placeholder some recipients have no value for).
+SERVICE_VALIDATES_CONTENT = {("POST", "/messages"), ("POST", "/messages/bulk"), ("POST", "/campaigns")}
 
 
 def positive_data_acceptance_unless_the_service_refuses_the_content(ctx, response, case):

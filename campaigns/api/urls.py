@@ -1,0 +1,10 @@
+from django.urls import path, re_path
+
+from campaigns.api import views
+
+urlpatterns = [
+    path("campaigns", views.CampaignCreateView.as_view(), name="campaigns"),
+    path("campaigns/<int:campaign_id>", views.CampaignDetailView.as_view(), name="campaign-detail"),
+    re_path(r"^campaigns/(?P<campaign_id>[0-9]+)/(?P<action>pause|resume|cancel)$", views.CampaignActionView.as_view(),
+            name="campaign-action"),
+]

@@ -1,0 +1,67 @@
+"""Reads for campaigns: what a run already made, who is unreachable, and each run's progress."""
+from django.db.models import Count, Q
+
+from campaigns.models import Campaign, CampaignRun, source_prefix
+from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage
+
+WAITING_STATUSES = (*CANCELLABLE_STATUSES, MessageStatus.SENDING)
+
+
+def contacts_with_messages_in(*, source: str) -> set[int]:
+    """The contacts that already have their message in the run of ``source`` (from its idempotency keys,
+    ``run-<run id>:<contact id>``)."""
+    keys = OutboundMessage.objects.filter(source=source, idempotency_scope="campaign").values_list("idempotency_key", flat=True)
+    return {int(key.rsplit(":", 1)[1]) for key in keys}
+
+
+def phones_not_on_whatsapp(phones: list[str]) -> set[str]:
+    """Of ``phones``, those a send already failed for because WhatsApp said they are not on it."""
+    return set(
+        OutboundMessage.objects.filter(phone__in=phones, status=MessageStatus.FAILED, last_error_kind="not_on_whatsapp")
+        .order_by().values_list("phone", flat=True).distinct()
+    )
+
+
+def held_message_ids(*, source: str) -> list[int]:
+    """The run's messages held by a pause (scheduled with no send time), in the order they were made."""
+    return list(OutboundMessage.objects.filter(source=source, status=MessageStatus.SCHEDULED, scheduled_at__isnull=True)
+                .order_by("pk").values_list("pk", flat=True))
+
+
+def has_waiting_messages(*, source: str) -> bool:
+    return OutboundMessage.objects.filter(source=source, status__in=WAITING_STATUSES).exists()
+
+
+def run_progress(campaign: Campaign) -> list[dict]:
+    """Each run of ``campaign`` with its counts, from one GROUP BY over its messages' ``source``:
+
+    total (recipients considered), skipped (and why), then its messages by state: waiting (scheduled for their
+    slot), held (by a pause), queued (released, sending or retrying), sent, failed, cancelled, expired."""
+    rows = (
+        OutboundMessage.objects.filter(source__startswith=source_prefix(campaign.pk))
+        .order_by().values("source", "status")
+        .annotate(count=Count("id"), held=Count("id", filter=Q(status=MessageStatus.SCHEDULED, scheduled_at__isnull=True)))
+    )
+    by_source: dict[str, dict] = {}
+    for row in rows:
+        counts = by_source.setdefault(row["source"], {})
+        status = row["status"]
+        if status == MessageStatus.SCHEDULED:
+            counts["held"] = counts.get("held", 0) + row["held"]
+            counts["waiting"] = counts.get("waiting", 0) + row["count"] - row["held"]
+            continue
+        if status in (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.RETRYING):
+            status = "queued"
+        counts[status] = counts.get(status, 0) + row["count"]
+    progress = []
+    for run in CampaignRun.objects.filter(campaign=campaign).order_by("number"):
+        counts = {name: 0 for name in ("waiting", "held", "queued", "sent", "failed", "cancelled", "expired")}
+        counts.update(by_source.get(run.source, {}))
+        messages = sum(counts.values())
+        progress.append({
+            "run": run, "number": run.number, "status": run.status, "source": run.source,
+            "started_at": run.started_at, "finished_at": run.finished_at,
+            "total": messages + run.skipped_total, "messages": messages, "skipped": run.skipped_total,
+            "skipped_reasons": run.skipped, **counts,
+        })
+    return progress

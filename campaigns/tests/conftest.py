@@ -1,0 +1,1 @@
+from messaging.tests.conftest import api, user  # noqa: F401  (an Operators user and its token client)
