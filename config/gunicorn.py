@@ -3,16 +3,22 @@
 Values come from config.settings, the one module that reads the environment. Arguments on the command line
 (for example `--bind` in a test) override these.
 """
+from gunicorn.workers import gthread
+
 from config import settings
 
 bind = "0.0.0.0:8000"
 workers = settings.WEB_CONCURRENCY
 # Threads, not sync workers: a sync worker belongs to one connection until its request is complete, so five clients
-# that connect and never finish a request stopped the whole web tier. A gthread worker parks an idle connection in
-# its poller (after at most 5 s in a thread) and serves the others with the rest of its WEB_THREADS threads; only a
-# request whose headers never finish holds a thread. A buffering proxy in front removes that too (README, Security).
+# that connect and never finish a request stopped the whole web tier. A gthread worker parks a silent connection in
+# its poller and serves the others with its WEB_THREADS threads. A request whose headers never finish still holds one
+# thread, and one worker may accept a whole burst: 32 threads keep 50 such sockets from stopping it; a buffering
+# proxy in front (README, Security) is what removes the limit.
 worker_class = "gthread"
 threads = settings.WEB_THREADS
+# How long a new connection may hold a thread waiting for its first byte before it waits in the poller instead
+# (gunicorn's default, 5 s, let a burst of silent connections take every thread of a worker). Checked by the tests.
+gthread.DEFAULT_WORKER_DATA_TIMEOUT = 0.2
 timeout = settings.WEB_TIMEOUT_SECONDS
 graceful_timeout = settings.WEB_TIMEOUT_SECONDS
 # Recycle workers now and then so a slow leak never grows into an outage; the jitter avoids all at once.

@@ -339,7 +339,7 @@ if LOG_FORMAT == "json":
 # gunicorn (config/gunicorn.py): processes per web container, and threads per process (each thread that has
 # answered keeps a database connection: POSTGRES_MAX_CONNECTIONS must cover WEB_CONCURRENCY x WEB_THREADS).
 WEB_CONCURRENCY = int(os.environ.get("WEB_CONCURRENCY") or 0) or min(2 * (os.cpu_count() or 1) + 1, 9)
-WEB_THREADS = int(os.environ.get("WEB_THREADS") or 16)
+WEB_THREADS = int(os.environ.get("WEB_THREADS") or 32)
 WEB_TIMEOUT_SECONDS = int(os.environ.get("WEB_TIMEOUT_SECONDS") or 30)
 
 # /metrics: with METRICS_TOKEN set, scrapers send "Authorization: Bearer <token>"; unset, only loopback
