@@ -79,3 +79,111 @@ def test_fifty_clients_that_never_finish_a_request_do_not_stop_the_web_server(tm
         for client in idle:
             client.close()
         running.stop_all()
+
+
+# --- /health ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_public_health_says_only_down_and_answers_within_a_second_when_everything_is_down(tmp_path):
+    # PostgreSQL refuses, the broker refuses, and Evolution accepts the connection but never answers.
+    never_answers = socket.socket()
+    never_answers.bind(("127.0.0.1", 0))
+    never_answers.listen(16)
+    dead_database, dead_broker = free_port(), free_port()
+    env = production_env(
+        tmp_path,
+        DATABASE_URL=f"postgres://console_role:s3cret@127.0.0.1:{dead_database}/console_db",
+        REDIS_URL=f"redis://127.0.0.1:{dead_broker}/0",
+        EVOLUTION_API_URL=f"http://127.0.0.1:{never_answers.getsockname()[1]}",
+        WEB_CONCURRENCY="1",
+    )
+    running = Processes(tmp_path, env)
+    port = free_port()
+    try:
+        running.start("web", [*dockerfile_cmd(), "--bind", f"127.0.0.1:{port}"])
+        assert wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=60, interval=0.3), running.output("web")
+
+        started = time.perf_counter()
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        elapsed = time.perf_counter() - started
+
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": "error",
+            "checks": {"database": {"status": "error"}, "broker": {"status": "error"}, "evolution": {"status": "error"}},
+        }
+        for secret in ("console_role", str(dead_database), str(dead_broker), "127.0.0.1", "console_db"):
+            assert secret not in answer.text
+        assert elapsed < 1, f"/health took {elapsed:.2f} s"
+        # The container's HEALTHCHECK still counts a 503 from /health as "this process serves HTTP".
+        healthcheck = subprocess.run([sys.executable, "config/healthcheck.py", f"http://127.0.0.1:{port}/health"],
+                                     cwd=BASE_DIR, timeout=30)
+        assert healthcheck.returncode == 0
+    finally:
+        running.stop_all()
+        never_answers.close()
+
+
+@pytest.fixture
+def people(db):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    users = get_user_model().objects
+    staff = users.create_user("health-staff", password="x", is_staff=True)
+    someone = users.create_user("health-someone", password="x")
+    return {"staff": staff, "staff_token": Token.objects.create(user=staff).key,
+            "someone_token": Token.objects.create(user=someone).key}
+
+
+def test_health_details_are_for_staff_sessions_and_tokens_only(client, sandbox_settings, people):
+    def checks(**headers):
+        response = client.get("/health", **headers)
+        assert response.status_code == 200, response.content
+        return response.json()["checks"]
+
+    for anonymous in (checks(), checks(HTTP_AUTHORIZATION=f"Token {people['someone_token']}"),
+                      checks(HTTP_AUTHORIZATION="Token not-a-token")):
+        assert anonymous == {"database": {"status": "ok"}, "broker": {"status": "ok"}, "evolution": {"status": "ok"}}
+
+    staff_by_token = checks(HTTP_AUTHORIZATION=f"Token {people['staff_token']}")
+    assert staff_by_token["evolution"]["detail"] == 'instance "console" is open'
+    assert all("latency_ms" in check for check in staff_by_token.values())
+
+    client.force_login(people["staff"], backend="django.contrib.auth.backends.ModelBackend")  # as the admin logs in
+    assert checks()["database"]["detail"] == "postgresql"
+
+
+def test_health_names_a_part_that_does_not_answer_in_time(client, sandbox_settings, people):
+    # An Evolution API that accepts the connection and never answers.
+    never_answers = socket.socket()
+    never_answers.bind(("127.0.0.1", 0))
+    never_answers.listen(16)
+    sandbox_settings.EVOLUTION_API_URL = f"http://127.0.0.1:{never_answers.getsockname()[1]}"
+    try:
+        started = time.perf_counter()
+        response = client.get("/health", HTTP_AUTHORIZATION=f"Token {people['staff_token']}")
+        elapsed = time.perf_counter() - started
+    finally:
+        never_answers.close()
+
+    assert elapsed < 1, f"/health took {elapsed:.2f} s"
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["evolution"]["status"] == "error" and checks["database"]["status"] == "ok"
+    assert "ReadTimeout" in checks["evolution"]["detail"] or "no answer within" in checks["evolution"]["detail"]
+
+
+# --- /metrics behind a proxy -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [
+    {"HTTP_FORWARDED": "for=203.0.113.9;proto=https"},  # RFC 7239: what Caddy, Envoy and nginx configs may send
+    {"HTTP_X_FORWARDED_FOR": "203.0.113.9"},
+    {"HTTP_X_REAL_IP": "203.0.113.9"},
+])
+def test_without_a_token_metrics_refuse_whatever_came_through_a_proxy_on_this_host(client, settings, db, header):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200  # a scraper calling directly
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", **header).status_code == 403

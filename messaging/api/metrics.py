@@ -8,6 +8,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from messaging import metrics
 
+# A proxy on this host sets one of these (RFC 7239's Forwarded, or the de facto two); a scraper calling directly none.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
+
 
 def metrics_view(request):
     """Prometheus text format. Needs the bearer token when METRICS_TOKEN is set; otherwise loopback only."""
@@ -21,7 +24,7 @@ def _may_scrape(request) -> bool:
     if token:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-    if "X-Forwarded-For" in request.headers or "X-Real-Ip" in request.headers:
+    if any(header in request.headers for header in PROXY_HEADERS):
         return False  # came through a proxy: the loopback address is the proxy's, not the client's
     try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
