@@ -42,6 +42,8 @@ def _beat_schedule() -> dict:
         "requeue-stuck-messages": {"task": "requeue_stuck_messages", "schedule": settings.MESSAGING_SWEEP_INTERVAL_SECONDS},
         "purge-old-records": {"task": "purge_old_records", "schedule": crontab(hour=3, minute=17)},
         "check-paused-instances": {"task": "check_paused_instances", "schedule": 10.0},
+        # Campaigns: start the runs that are due (the database is the schedule) and complete the finished ones.
+        "start-due-campaign-runs": {"task": "start_due_campaign_runs", "schedule": 10.0},
     }
 
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "evolution",
     "messaging",
     "access",
+    "campaigns",
     "axes",  # admin login lockouts; last, as django-axes asks
 ]
 
@@ -181,6 +182,12 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "messaging.api.schema.add_shared_errors",
     ],
+    # Messages, campaigns and runs each have a "status": each its own named enum.
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "messaging.models.MessageStatus",  # the name it had before campaigns came
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "RunStatusEnum": "campaigns.models.RunStatus",
+    },
 }
 
 # --- Evolution API -------------------------------------------------------------------------------------------

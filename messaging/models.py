@@ -135,6 +135,29 @@ class OutboundMessageQuerySet(models.QuerySet):
         for pk, instance in overdue:
             by_instance.setdefault(instance, []).append(pk)
         moved = {}
+    # For the apps that make messages in numbers (a campaign's run), by their ``source``: one UPDATE for them all.
+
+    def cancel_waiting(self, *, source: str) -> int:
+        """Every waiting message of ``source`` -> cancelled; how many moved."""
+        now = timezone.now()
+        return self.filter(source=source, status__in=CANCELLABLE_STATUSES).update(
+            status=MessageStatus.CANCELLED, next_attempt_at=None, finished_at=now, updated_at=now
+        )
+
+    def hold_waiting(self, *, source: str) -> int:
+        """Every waiting message of ``source`` -> scheduled with no send time ("held"): beat never releases it and
+        a send task already in the broker finds nothing to claim. ``schedule_held`` gives them times again."""
+        return self.filter(source=source, status__in=CANCELLABLE_STATUSES).update(
+            status=MessageStatus.SCHEDULED, scheduled_at=None, next_attempt_at=None, updated_at=timezone.now()
+        )
+
+    def schedule_held(self, times: dict) -> int:
+        """Held messages -> scheduled at ``times[pk]``; beat releases them then. Others are left alone."""
+        return self.filter(pk__in=list(times), status=MessageStatus.SCHEDULED, scheduled_at__isnull=True).update(
+            scheduled_at=Case(*(When(pk=pk, then=Value(moment)) for pk, moment in times.items())),
+            updated_at=timezone.now(),
+        )
+
         for instance, pks in by_instance.items():
             count = self.filter(pk__in=pks, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now))
             if count:

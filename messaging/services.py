@@ -174,7 +174,10 @@ def accept_message(
     """
     fingerprint = ""
     if idempotency_key:
-        fingerprint = idempotency.fingerprint(phone=phone, text=text, instance=instance, scheduled_at=scheduled_at)
+        fingerprint = idempotency.fingerprint(
+            phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
+            expires_at=expires_at, valid_for_seconds=valid_for_seconds,
+        )
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
@@ -266,7 +269,8 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         key = item.get("idempotency_key") or None
         fingerprint = idempotency.fingerprint(
             phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
-            scheduled_at=item.get("scheduled_at"),
+            scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
+            valid_for_seconds=item.get("valid_for_seconds"),
         ) if key else ""
         if key in earlier:
             try:
@@ -656,6 +660,26 @@ def send_messages_now(*, message_ids) -> ActionReport:
 
 def _each(message_ids, act) -> ActionReport:
     report = ActionReport.empty()
+def cancel_messages_from(*, source: str) -> int:
+    """Cancel every message of ``source`` not sending yet (a cancelled campaign's run), in one UPDATE."""
+    cancelled = OutboundMessage.objects.cancel_waiting(source=source)
+    log.info("source=%s cancelled %s waiting messages", source, cancelled)
+    return cancelled
+
+
+def hold_messages_from(*, source: str) -> int:
+    """Hold every message of ``source`` not sending yet (a paused campaign's run): none is sent until
+    ``schedule_held_messages`` gives it a send time again. One being sent finishes."""
+    held = OutboundMessage.objects.hold_waiting(source=source)
+    log.info("source=%s held %s waiting messages", source, held)
+    return held
+
+
+def schedule_held_messages(*, times: dict[int, datetime]) -> int:
+    """Give held messages a send time again (``{message id: when}``); beat releases each when it comes."""
+    return OutboundMessage.objects.schedule_held(times)
+
+
     refused = []
     for message_id in message_ids:
         (report.done if act(message_id) else refused).append(message_id)
