@@ -198,6 +198,13 @@ EVOLUTION_INSTANCE_NAME = os.environ.get("EVOLUTION_INSTANCE_NAME", "console")
 EVOLUTION_INSTANCES = list(dict.fromkeys([EVOLUTION_INSTANCE_NAME, *env_list("EVOLUTION_INSTANCES")]))
 EVOLUTION_TIMEOUT_SECONDS = float(os.environ.get("EVOLUTION_TIMEOUT_SECONDS", "15"))
 EVOLUTION_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("EVOLUTION_CONNECT_TIMEOUT_SECONDS", "3"))
+# Pacing per instance (evolution/throttle.py), kept in Redis for every worker: "20/m", "1/s"; empty = no pacing.
+EVOLUTION_RATE_LIMIT = os.environ.get("EVOLUTION_RATE_LIMIT", "")
+# Per-instance overrides of EVOLUTION_RATE_LIMIT: "sales=1/s,support=30/m" ("sales=" turns one instance's off).
+EVOLUTION_RATE_LIMITS = dict(item.split("=", 1) for item in env_list("EVOLUTION_RATE_LIMITS") if "=" in item)
+# Up to this many random seconds added after each paced send, so the pace does not look machine-made.
+EVOLUTION_SEND_JITTER_SECONDS = float(os.environ.get("EVOLUTION_SEND_JITTER_SECONDS") or 0)
+PACING_KEY_PREFIX = os.environ.get("PACING_KEY_PREFIX") or "console:pacing"
 
 # --- Messaging -----------------------------------------------------------------------------------------------
 MESSAGING_MAX_RETRIES = int(os.environ.get("MESSAGING_MAX_RETRIES", "3"))
