@@ -44,6 +44,8 @@ def _beat_schedule() -> dict:
         "check-paused-instances": {"task": "check_paused_instances", "schedule": 10.0},
         # Campaigns: start the runs that are due (the database is the schedule) and complete the finished ones.
         "start-due-campaign-runs": {"task": "start_due_campaign_runs", "schedule": 10.0},
+        # Wakes a contact's batch whose countdown was lost, and events whose task never ran (inbound/tasks.py).
+        "inbound-tick": {"task": "inbound_tick", "schedule": 5.0},
     }
 
 

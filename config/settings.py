@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "evolution",
     "messaging",
+    "inbound",
     "access",
     "campaigns",
     "axes",  # admin login lockouts; last, as django-axes asks
@@ -247,6 +248,15 @@ if not (0 < MESSAGING_RETRY_DELAY_SECONDS <= MESSAGING_RETRY_MAX_DELAY_SECONDS <
 
 # --- Celery --------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# --- Replies, receipts and opt-outs (inbound/) --------------------------------------------------------------
+# The address Evolution API reaches the console at; `manage.py evolution_webhooks` registers
+# <CONSOLE_PUBLIC_URL>/webhooks/evolution/<instance> on each instance. Empty: no registration.
+CONSOLE_PUBLIC_URL = os.environ.get("CONSOLE_PUBLIC_URL", "").strip().rstrip("/")
+# A contact's messages are processed together once the contact has been quiet this long; each message restarts it.
+INBOUND_DEBOUNCE_SECONDS = float(os.environ.get("INBOUND_DEBOUNCE_SECONDS") or 10)
+if INBOUND_DEBOUNCE_SECONDS <= 0:
+    raise ImproperlyConfigured("INBOUND_DEBOUNCE_SECONDS must be more than 0")
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded broker: a folder both producer and consumer read, no server needed.

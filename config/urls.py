@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("inbound.urls")),  # before messaging's catch-all too
     path("", include("campaigns.api.urls")),  # before messaging's, whose last route answers every other path
     path("", include("messaging.api.urls")),
 ]

@@ -140,6 +140,14 @@ class EvolutionClient:
             raise TemporaryError(f"unexpected connectionState response: {str(body)[:200]}", kind="bad_response")
         return body["instance"].get("state") or "unknown"
 
+    def set_webhook(self, *, instance: str, body: dict) -> dict:
+        """POST /webhook/set/{instance} with a body from ``evolution.webhooks.webhook_set_body``; returns the
+        webhook row Evolution stored (201)."""
+        answer = self._call("POST", f"/webhook/set/{instance}", json=body, sends=False)
+        if not isinstance(answer, dict):
+            raise TemporaryError(f"unexpected webhook/set response: {str(answer)[:200]}", kind="bad_response")
+        return answer
+
     def find_sent_message(
         self,
         *,

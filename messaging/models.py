@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -84,6 +85,24 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
+    # Receipts (Evolution's messages.update) only ever move a message forward: a read implies delivered, and a
+    # delivery receipt after the read changes nothing. They do not touch ``status``: ``sent`` stays the send's
+    # outcome, so resends, retries and the task states are as before.
+
+    def record_delivered(self, *, instance: str, evolution_message_id: str, at) -> bool:
+        return bool(
+            self.filter(instance=instance, evolution_message_id=evolution_message_id, delivered_at__isnull=True)
+            .exclude(evolution_message_id="")
+            .update(delivered_at=at)
+        )
+
+    def record_read(self, *, instance: str, evolution_message_id: str, at) -> bool:
+        return bool(
+            self.filter(instance=instance, evolution_message_id=evolution_message_id, read_at__isnull=True)
+            .exclude(evolution_message_id="")
+            .update(read_at=at, delivered_at=Coalesce("delivered_at", Value(at)))
+        )
+
     def mark_retrying(self, pk: int, *, attempt: int, error_kind: str, error: str, next_attempt_at) -> bool:
         return bool(
             self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
@@ -116,25 +135,6 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
-    def expire(self, pk: int) -> bool:
-        """Waiting (scheduled, queued, retrying) -> expired, once its ``expires_at`` has passed. Never from
-        sending: an attempt in flight may already have reached WhatsApp, so it finishes normally."""
-        now = timezone.now()
-        return bool(self.filter(pk=pk, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now)))
-
-    def expire_overdue(self, *, now, limit: int = 5000) -> dict[str, int]:
-        """Every waiting message whose ``expires_at`` is past ``now`` (at most ``limit``) -> expired. Returns how
-        many this caller moved, by instance: one conditional UPDATE per instance, so a row another sweep (or a
-        worker's claim) moved first is neither moved nor counted twice."""
-        overdue = list(
-            self.filter(status__in=CANCELLABLE_STATUSES, expires_at__lte=now)
-            .order_by()
-            .values_list("pk", "instance")[:limit]
-        )
-        by_instance: dict[str, list[int]] = {}
-        for pk, instance in overdue:
-            by_instance.setdefault(instance, []).append(pk)
-        moved = {}
     # For the apps that make messages in numbers (a campaign's run), by their ``source``: one UPDATE for them all.
 
     def cancel_waiting(self, *, source: str) -> int:
@@ -158,6 +158,25 @@ class OutboundMessageQuerySet(models.QuerySet):
             updated_at=timezone.now(),
         )
 
+    def expire(self, pk: int) -> bool:
+        """Waiting (scheduled, queued, retrying) -> expired, once its ``expires_at`` has passed. Never from
+        sending: an attempt in flight may already have reached WhatsApp, so it finishes normally."""
+        now = timezone.now()
+        return bool(self.filter(pk=pk, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now)))
+
+    def expire_overdue(self, *, now, limit: int = 5000) -> dict[str, int]:
+        """Every waiting message whose ``expires_at`` is past ``now`` (at most ``limit``) -> expired. Returns how
+        many this caller moved, by instance: one conditional UPDATE per instance, so a row another sweep (or a
+        worker's claim) moved first is neither moved nor counted twice."""
+        overdue = list(
+            self.filter(status__in=CANCELLABLE_STATUSES, expires_at__lte=now)
+            .order_by()
+            .values_list("pk", "instance")[:limit]
+        )
+        by_instance: dict[str, list[int]] = {}
+        for pk, instance in overdue:
+            by_instance.setdefault(instance, []).append(pk)
+        moved = {}
         for instance, pks in by_instance.items():
             count = self.filter(pk__in=pks, status__in=CANCELLABLE_STATUSES, expires_at__lte=now).update(**_expired(now))
             if count:
@@ -270,6 +289,9 @@ class OutboundMessage(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # From Evolution's receipts (inbound/), never moved back: delivered to the phone, then read (or played).
+    delivered_at = models.DateTimeField(null=True, blank=True, db_default=None)
+    read_at = models.DateTimeField(null=True, blank=True, db_default=None)
     # Set when publishing its send task failed (broker down): the stuck-work sweep publishes it again at once.
     publish_failed_at = models.DateTimeField(null=True, blank=True, db_default=None)
 

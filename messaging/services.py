@@ -27,6 +27,7 @@ from evolution.client import EvolutionError, SentMessage, TemporaryError, get_cl
 from messaging import heartbeats, idempotency, metrics, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, Priority, SendAttempt
 from messaging.phones import normalize_phone
+from messaging.signals import message_sent
 
 log = logging.getLogger("messaging")
 
@@ -468,6 +469,12 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
         )
     if not owned:
         log.warning("message=%s attempt=%s sent but the row had moved on; left as it is", message.pk, attempt.number)
+    else:
+        # Receipts Evolution posted before this id was saved are applied now (inbound listens).
+        transaction.on_commit(lambda: message_sent.send_robust(
+            sender=OutboundMessage, message_id=message.pk, instance=message.instance,
+            evolution_message_id=sent.message_id,
+        ))
     log.info(
         "message=%s attempt=%s task=%s instance=%s sent evolution_id=%s%s",
         message.pk, attempt.number, attempt.task_id, message.instance, sent.message_id,
@@ -653,13 +660,6 @@ def cancel_messages(*, message_ids) -> ActionReport:
     return _each(message_ids, lambda pk: cancel_message(message_id=pk))
 
 
-def send_messages_now(*, message_ids) -> ActionReport:
-    """Release each scheduled message now (``send_now``); report the rest with their status."""
-    return _each(message_ids, lambda pk: send_now(message_id=pk))
-
-
-def _each(message_ids, act) -> ActionReport:
-    report = ActionReport.empty()
 def cancel_messages_from(*, source: str) -> int:
     """Cancel every message of ``source`` not sending yet (a cancelled campaign's run), in one UPDATE."""
     cancelled = OutboundMessage.objects.cancel_waiting(source=source)
@@ -680,6 +680,13 @@ def schedule_held_messages(*, times: dict[int, datetime]) -> int:
     return OutboundMessage.objects.schedule_held(times)
 
 
+def send_messages_now(*, message_ids) -> ActionReport:
+    """Release each scheduled message now (``send_now``); report the rest with their status."""
+    return _each(message_ids, lambda pk: send_now(message_id=pk))
+
+
+def _each(message_ids, act) -> ActionReport:
+    report = ActionReport.empty()
     refused = []
     for message_id in message_ids:
         (report.done if act(message_id) else refused).append(message_id)

@@ -1,0 +1,12 @@
+"""Inbound listens to messaging here: messaging sends ``message_sent`` and never imports inbound."""
+from django.dispatch import receiver
+
+from inbound import services
+from messaging.signals import message_sent
+
+
+@receiver(message_sent, dispatch_uid="inbound.apply_early_receipts")
+def apply_early_receipts(sender, *, message_id, instance, evolution_message_id, **kwargs):
+    """A receipt can arrive before the send saved the message's WhatsApp id (Evolution posts it while the HTTP
+    answer is still on its way); it was kept, and is applied now."""
+    services.apply_receipts(instance=instance, evolution_message_id=evolution_message_id)

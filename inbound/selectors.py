@@ -1,0 +1,36 @@
+"""Reads of inbound for other apps, the API and the admin. Campaigns ask ``is_opted_out`` before each send."""
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from inbound.models import InboundMessage, OptOut
+from messaging.phones import normalize_phone
+from messaging.selectors import phone_filter, visible_messages
+
+VIEW_INBOUND = "inbound.view_inboundmessage"
+
+
+def is_opted_out(phone: str) -> bool:
+    """Whether ``phone`` (any format a person types) asked to hear no more."""
+    try:
+        phone = normalize_phone(phone)
+    except ValidationError:
+        return False
+    return OptOut.objects.filter(phone=phone).exists()
+
+
+def visible_inbound(*, user) -> QuerySet:
+    """What ``user`` may read: every reply with ``view_inboundmessage``; otherwise (an API client) the replies of
+    the phones it sent messages to, as it sees only its own messages."""
+    if user.has_perm(VIEW_INBOUND):
+        return InboundMessage.objects.all()
+    return InboundMessage.objects.filter(phone__in=visible_messages(user=user).values("phone"))
+
+
+def inbound_list(*, user, phone: str | None = None) -> QuerySet:
+    """Replies newest first; of one phone when given, by the rule GET /messages uses (``phone_filter``): nothing
+    for fewer than four digits."""
+    messages = visible_inbound(user=user)
+    if phone:
+        same_phone = phone_filter(phone)
+        messages = messages.filter(same_phone) if same_phone is not None else messages.none()
+    return messages.order_by("-received_at", "-id")

@@ -1,0 +1,79 @@
+"""Receipts: the sandbox's messages.update moves a sent message to delivered, and read, never back."""
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from inbound.models import Receipt
+from inbound.tests.support import post, receipt
+from messaging import services
+from messaging.models import MessageStatus, OutboundMessage
+from tests_support import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_sent_message_is_delivered_when_the_sandbox_acknowledges_it(console):
+    message, _ = services.accept_message(phone="+5511987650201", text="your code is 1234")
+
+    wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).delivered_at, what="delivered_at set")
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.read_at is None
+    assert message.delivered_at >= message.sent_at
+
+
+def test_a_receipt_that_arrives_before_the_send_saved_the_id_is_applied_when_it_does(console, evolution_sandbox):
+    # 0408: the sandbox sends (and posts its receipts) but holds the HTTP answer 3 s, so the receipt comes first.
+    message, _ = services.accept_message(phone="+5511987650408", text="slow gateway")
+
+    early = wait_for(lambda: Receipt.objects.filter(status="DELIVERY_ACK").first(), what="receipt stored")
+    assert OutboundMessage.objects.get(pk=message.pk).evolution_message_id == ""  # the send has not saved it yet
+    wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.SENT, timeout=30, what="sent")
+    message.refresh_from_db()
+    assert message.evolution_message_id == early.evolution_message_id
+    assert message.delivered_at == early.at
+
+
+def test_read_is_recorded_and_never_goes_back_to_delivered(console):
+    message = OutboundMessage.objects.create(
+        phone="+5511987650202", text="hi", instance="console", status=MessageStatus.SENT,
+        evolution_message_id="3EB0AAAABBBBCCCCDDDD", sent_at=timezone.now(),
+    )
+
+    post(console.url, receipt("3EB0AAAABBBBCCCCDDDD", "READ"))
+    read = wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).read_at, what="read_at set")
+    post(console.url, receipt("3EB0AAAABBBBCCCCDDDD", "DELIVERY_ACK"))
+    wait_for(lambda: Receipt.objects.filter(status="DELIVERY_ACK").exists(), what="late delivery receipt stored")
+    post(console.url, receipt("3EB0AAAABBBBCCCCDDDD", "PLAYED"))
+    wait_for(lambda: Receipt.objects.filter(status="PLAYED").exists(), what="played receipt stored")
+
+    message.refresh_from_db()
+    assert message.read_at == read
+    assert message.delivered_at == read  # a read message was delivered, at the latest when it was read
+    assert message.status == MessageStatus.SENT
+
+
+def test_the_api_shows_when_a_message_was_delivered_and_read(console):
+    user = get_user_model().objects.create_superuser(username="root", password="x-secret-pass-1")
+    message = OutboundMessage.objects.create(
+        phone="+5511987650203", text="hi", instance="console", status=MessageStatus.SENT,
+        evolution_message_id="3EB0EEEEFFFF00001111", sent_at=timezone.now(),
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+    assert client.get(f"/messages/{message.pk}").json()["delivered_at"] is None
+
+    post(console.url, receipt("3EB0EEEEFFFF00001111", "DELIVERY_ACK"))
+    wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).delivered_at, what="delivered")
+
+    body = client.get(f"/messages/{message.pk}").json()
+    assert body["delivered_at"] is not None
+    assert body["read_at"] is None
+
+
+def test_receipts_of_messages_the_console_did_not_send_are_kept_and_change_nothing(console):
+    post(console.url, receipt("3EB0NOTOURS000000000", "DELIVERY_ACK"))
+
+    wait_for(lambda: Receipt.objects.filter(evolution_message_id="3EB0NOTOURS000000000").exists(), what="kept")
+    assert not OutboundMessage.objects.filter(delivered_at__isnull=False).exists()
