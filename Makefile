@@ -8,6 +8,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Tests run against the real services on this machine unless the environment points elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/console
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# The settings refuse to start with DEBUG off and no key of their own; the tests run with DEBUG off, so they get one.
+TEST_SECRET_KEY ?= test-only-secret-key-never-used-outside-make-test-0123456789
 
 .PHONY: dev test install services migrate system-packages bench bench-memory
 
@@ -48,9 +50,9 @@ system-packages:
 
 test: install services system-packages
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(BIN)/python manage.py makemigrations --check --dry-run
+		DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$(TEST_SECRET_KEY)} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks (README, Performance): their own database and Redis DB unless BENCH_DATABASE_URL / BENCH_REDIS_URL
 # say otherwise. Needs wrk (apt-get install -y wrk). Each figure is run three times: min / median / max.

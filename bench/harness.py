@@ -49,6 +49,8 @@ def child_env(**extra: str) -> dict[str, str]:
         EVOLUTION_INSTANCE_NAME=INSTANCE,
         PATH=f"{BIN}:{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
+        # Production settings refuse to start with DEBUG off and no key of their own.
+        DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY") or "bench-only-secret-key-never-used-in-production-0123456789",
         # One token posts tens of thousands of requests a minute here: counted by the throttle as in production,
         # never refused by it (the default, 6000/min, would).
         API_THROTTLE_RATE="10000000/min",

@@ -29,8 +29,16 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 # --- Django core ---------------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The "django-insecure-" prefix makes `check --deploy` (and so the compose migrate step) refuse the dev key.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-dev-key-change-me-in-production-0123456789abcdef")
+# The key below is in the repository, so only development (DEBUG on: `make dev`) may use it; anywhere else the console
+# refuses to start without a key of its own. Its "django-insecure-" prefix also makes `check --deploy` refuse it.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or ""
+if not DEBUG and (not SECRET_KEY or SECRET_KEY.startswith("django-insecure-")):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set (or is a development key) and DJANGO_DEBUG is off: set it to a long random "
+        'string, e.g. python3 -c "import secrets; print(secrets.token_urlsafe(50))", or DJANGO_DEBUG=true for '
+        "development. `make test` and the benchmarks set a key of their own."
+    )
+SECRET_KEY = SECRET_KEY or "django-insecure-dev-key-change-me-in-production-0123456789abcdef"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -57,6 +65,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy everywhere, Cache-Control: no-store on the API's JSON (Django 5.2 has neither).
+    "config.security.SecurityHeadersMiddleware",
     "messaging.api.errors.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

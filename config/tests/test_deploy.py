@@ -197,15 +197,20 @@ def test_console_containers_reach_an_evolution_on_the_host():
 # --- docker-compose itself (Debian's docker-compose package; .ci/run installs it) ----------------------------
 
 
-def docker_compose(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+# What compose refuses to start without: no default for a secret.
+REQUIRED = {"DJANGO_SECRET_KEY": "k3y-" + "x9Qz" * 16, "POSTGRES_PASSWORD": "s3cret"}
+
+
+def docker_compose(tmp_path: Path, *args: str, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose; .ci/run does it)")
     shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
     result = subprocess.run(
         ["docker-compose", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)},  # no variables from this shell
+        # no variables from this shell
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), **(REQUIRED if env is None else env)},
     )
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode == 0) == ok, result.stderr
     return result
 
 
@@ -220,7 +225,16 @@ def rendered_ports(service: dict) -> list[str]:
     return ports
 
 
+def test_without_an_env_file_compose_refuses_to_run_with_no_secret_key_or_database_password(tmp_path):
+    refused = docker_compose(tmp_path, "config", env={}, ok=False)
+    assert "DJANGO_SECRET_KEY" in refused.stderr or "POSTGRES_PASSWORD" in refused.stderr
+    for name in REQUIRED:
+        others = {key: value for key, value in REQUIRED.items() if key != name}
+        assert name in docker_compose(tmp_path, "config", env=others, ok=False).stderr
+
+
 def test_docker_compose_parses_the_file_without_an_env_file(tmp_path):
+    # Only the two secrets compose has no default for, in the shell's environment.
     rendered = yaml.safe_load(docker_compose(tmp_path, "config").stdout)
 
     assert set(rendered["services"]) == SERVICES
@@ -234,7 +248,7 @@ def test_docker_compose_parses_the_file_with_the_example_env_file(tmp_path):
     env = ENV_EXAMPLE.read_text().replace("WEB_PORT=8001", "WEB_PORT=9101")
     (tmp_path / ".env").write_text(env)
 
-    rendered = yaml.safe_load(docker_compose(tmp_path, "config").stdout)
+    rendered = yaml.safe_load(docker_compose(tmp_path, "config", env={}).stdout)
 
     web = rendered["services"]["web"]
     assert rendered_ports(web) == ["127.0.0.1:9101:8000"]
@@ -391,7 +405,8 @@ def test_the_migrate_step_refuses_the_example_secret_key(tmp_path):
 
 
 def test_the_development_defaults_are_flagged_by_check_deploy(tmp_path):
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env={"CONSOLE_VAR_DIR": str(tmp_path)})
+    # With DEBUG off they do not even start (test_hardening); `make dev` turns DEBUG on.
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={"CONSOLE_VAR_DIR": str(tmp_path), "DJANGO_DEBUG": "true"})
 
     assert result.returncode != 0
     for check in ("security.W004", "security.W008", "security.W009", "security.W012", "security.W016"):
@@ -401,3 +416,32 @@ def test_the_development_defaults_are_flagged_by_check_deploy(tmp_path):
 def test_the_migrate_service_runs_check_deploy_before_migrating():
     command = command_of(compose_source()["services"]["migrate"])
     assert "check --deploy --fail-level WARNING && python manage.py migrate" in command[-1]
+
+
+# --- container hardening (issue 10) ------------------------------------------------------------------------------
+
+CONSOLE_SERVICES = {"migrate", "web", "worker", "beat", "flower", "sandbox"}
+
+
+def test_console_containers_run_read_only_without_capabilities_or_privilege_escalation_and_with_a_memory_limit(tmp_path):
+    rendered = yaml.safe_load(docker_compose(tmp_path, "--profile", "flower", "--profile", "sandbox", "config").stdout)
+    services = rendered["services"]
+    for name in CONSOLE_SERVICES:
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert any(str(mount).startswith("/tmp") for mount in service["tmpfs"]), name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    for name in SERVICES:  # PostgreSQL and Redis too, where their entrypoints allow it
+        assert services[name].get("mem_limit"), name
+        assert "no-new-privileges:true" in services[name]["security_opt"], name
+
+
+def test_flower_and_the_sandbox_get_neither_the_secret_key_nor_the_database_url(tmp_path):
+    rendered = yaml.safe_load(docker_compose(tmp_path, "--profile", "flower", "--profile", "sandbox", "config").stdout)
+    for name in ("flower", "sandbox"):
+        environment = rendered["services"][name]["environment"]
+        assert "DATABASE_URL" not in environment and "POSTGRES_PASSWORD" not in str(environment), name
+        assert environment["DJANGO_SECRET_KEY"] != REQUIRED["DJANGO_SECRET_KEY"], name
+        assert "env_file" not in rendered["services"][name], name
+    assert rendered["services"]["web"]["environment"]["DJANGO_SECRET_KEY"] == REQUIRED["DJANGO_SECRET_KEY"]

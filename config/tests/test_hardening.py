@@ -187,3 +187,67 @@ def test_without_a_token_metrics_refuse_whatever_came_through_a_proxy_on_this_ho
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200  # a scraper calling directly
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", **header).status_code == 403
+
+
+# --- headers: Content-Security-Policy and no-store --------------------------------------------------------------
+
+
+def test_every_page_carries_a_content_security_policy_that_refuses_foreign_and_injected_scripts(client, db):
+    for path in ("/admin/login/", "/health", "/messages", "/no-such-path"):
+        policy = client.get(path).headers.get("Content-Security-Policy", "")
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["script-src"].startswith("'self'") and "unsafe-inline" not in directives["script-src"], path
+        assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'", path
+
+
+def test_the_admins_inline_script_is_allowed_by_its_hash_and_swagger_ui_may_run_its_own(client, db):
+    import base64
+    import hashlib
+    import re
+
+    page = client.get("/admin/login/")
+    inline = re.findall(r"<script>(.*?)</script>", page.content.decode(), flags=re.S)
+    assert inline, "the admin's time-zone script"
+    for script in inline:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in page.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" in client.get("/docs").headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+
+
+def test_api_answers_with_phones_and_texts_are_not_stored_by_caches_and_static_files_still_are(client, db):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user = get_user_model().objects.create_superuser("cache-reader", password="x")
+    token = Token.objects.create(user=user).key
+    for path in ("/messages", "/health", "/no-such-path"):
+        assert client.get(path, HTTP_AUTHORIZATION=f"Token {token}").headers.get("Cache-Control") == "no-store", path
+    static = client.get("/static/admin/css/base.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
+
+
+# --- no secret key, no start -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "", "django-insecure-dev-key-change-me-in-production-0123456789abcdef"])
+def test_with_debug_off_the_console_refuses_to_start_without_a_secret_key_of_its_own(tmp_path, key):
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings",
+           "CONSOLE_VAR_DIR": str(tmp_path), "DJANGO_DEBUG": "false"}
+    if key is not None:
+        env["DJANGO_SECRET_KEY"] = key
+
+    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True,
+                           text=True, timeout=120)
+    web = subprocess.run([*dockerfile_cmd(), "--bind", f"127.0.0.1:{free_port()}"], cwd=BASE_DIR, env=env,
+                         capture_output=True, text=True, timeout=120)
+
+    assert check.returncode != 0 and "ImproperlyConfigured: DJANGO_SECRET_KEY is not set" in check.stderr
+    assert web.returncode != 0 and "DJANGO_SECRET_KEY" in web.stderr
+
+
+def test_development_still_starts_with_the_repositorys_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "CONSOLE_VAR_DIR": str(tmp_path),
+           "DJANGO_DEBUG": "true"}
+    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == 0, check.stderr

@@ -66,7 +66,8 @@ def test_log_format_json_switches_the_console_handler_and_stops_celery_hijacking
         "import json; from django.conf import settings as s; "
         "print(json.dumps([s.LOGGING['handlers']['console']['formatter'], getattr(s, 'CELERY_WORKER_HIJACK_ROOT_LOGGER', True)]))"
     )
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "CONSOLE_VAR_DIR": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "CONSOLE_VAR_DIR": str(tmp_path),
+           "DJANGO_SECRET_KEY": "a-key-of-this-tests-own"}
     run = lambda extra: json.loads(  # noqa: E731
         subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env={**env, **extra}, capture_output=True,
                        text=True, timeout=60, check=True).stdout
