@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests_support import wait_for
+from evolution import instances
 from messaging import services
+from tests_support import wait_for
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage
 from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
     CHANGELIST,
@@ -74,25 +75,29 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
-def a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox) -> OutboundMessage:
-    """The story behind the failure: WhatsApp was disconnected, every attempt got 500 "Connection Closed"."""
+def a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox, settings) -> OutboundMessage:
+    """The story behind the failure: WhatsApp was disconnected and the console allowed no retries, so its one
+    attempt got 500 "Connection Closed" and it failed (with retries the instance would have been paused and the
+    message would have waited instead)."""
+    settings.MESSAGING_MAX_RETRIES = 0
     evolution_sandbox.set_state("close")
     message, _ = services.accept_message(phone="+55 11 98765-1234", text="Seu pedido #4821 saiu para entrega.")
     failed = wait_for(lambda: (m := OutboundMessage.objects.get(pk=message.pk)).is_final and m, timeout=30)
     assert failed.status == MessageStatus.FAILED, failed.status
     evolution_sandbox.set_state("open")  # ...then the operator reconnected the phone
+    instances.resume(evolution_sandbox.instance)  # as beat's check of paused instances does once it is open
     return failed
 
 
 def test_an_operator_finds_a_failed_message_by_phone_and_resends_it_until_sent(
-    browser, live_server, celery_worker, evolution_sandbox
+    browser, live_server, celery_worker, evolution_sandbox, settings
 ):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     # Some history around it, so the pages (and the screenshots) look like a day of work.
     call_command("seed_fake_data", messages=400, days=1, stdout=open(os.devnull, "w"))
-    failed = a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox)
+    failed = a_message_that_failed_while_the_phone_was_disconnected(evolution_sandbox, settings)
     make_user("sam", groups=["Support"])  # resend is all the Support role may do, and all this needs
 
     browser.get(f"{live_server.url}/admin/login/?next={CHANGELIST}")
