@@ -155,8 +155,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
 
     @admin.display(description="text")
     def text_preview(self, message):
-        # 45 characters: with the campaign column, 60 pushed the table past a 1366 px screen.
-        return Truncator(message.text).chars(45)
+        return Truncator(message.text).chars(60)
 
     @admin.display(description="campaign")
     def campaign(self, message):
