@@ -256,8 +256,6 @@ if not (0 < MESSAGING_RETRY_DELAY_SECONDS <= MESSAGING_RETRY_MAX_DELAY_SECONDS <
         "MESSAGING_STUCK_AFTER_SECONDS"
     )
 
-# --- Celery --------------------------------------------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
 # --- Replies, receipts and opt-outs (inbound/) --------------------------------------------------------------
 # The address Evolution API reaches the console at; `manage.py evolution_webhooks` registers
 # <CONSOLE_PUBLIC_URL>/webhooks/evolution/<instance> on each instance. Empty: no registration.
@@ -267,6 +265,8 @@ INBOUND_DEBOUNCE_SECONDS = float(os.environ.get("INBOUND_DEBOUNCE_SECONDS") or 1
 if INBOUND_DEBOUNCE_SECONDS <= 0:
     raise ImproperlyConfigured("INBOUND_DEBOUNCE_SECONDS must be more than 0")
 
+# --- Celery --------------------------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded broker: a folder both producer and consumer read, no server needed.
