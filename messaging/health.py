@@ -16,6 +16,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
 from evolution.client import EvolutionClient, EvolutionError
+from evolution.instances import paused_reason
 
 # Under the 1 s a load balancer or the container healthcheck may allow, with room for the request itself.
 HEALTH_BUDGET_SECONDS = 0.8
@@ -55,6 +56,11 @@ def _evolution() -> str:
 CHECKS = {"database": _database, "broker": _broker, "evolution": _evolution}
 
 
+def _paused_instances() -> list[str]:
+    """The instances whose sends wait because their WhatsApp connection was found down (evolution/instances.py)."""
+    return [name for name in settings.EVOLUTION_INSTANCES if paused_reason(name) is not None]
+
+
 def _timed(check) -> dict:
     started = time.perf_counter()
     try:
@@ -71,6 +77,7 @@ def system_health(request=None) -> dict:
     or the token or API key of a staff user), or when there is no request (the console's own callers)."""
     pool = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="health")
     futures = {name: pool.submit(_timed, check) for name, check in CHECKS.items()}
+    paused = pool.submit(_paused_instances)
     wait(futures.values(), timeout=HEALTH_BUDGET_SECONDS)
     pool.shutdown(wait=False, cancel_futures=True)  # a late check finishes on its own; nobody waits for it
     checks = {
@@ -80,9 +87,17 @@ def system_health(request=None) -> dict:
         }
         for name, future in futures.items()
     }
-    if request is not None and not _is_staff(request):
+    paused = paused.result() if paused.done() and paused.exception() is None else []
+    staff = request is None or _is_staff(request)
+    if not staff:
         checks = {name: {"status": check["status"]} for name, check in checks.items()}
-    return {"status": "ok" if all(c["status"] == "ok" for c in checks.values()) else "error", "checks": checks}
+    return {
+        "status": "ok" if all(c["status"] == "ok" for c in checks.values()) else "error",
+        "checks": checks,
+        # Paused instances do not make the console unhealthy (other instances send), but nothing goes out through
+        # them: anyone sees how many, staff see which.
+        "paused_instances": paused if staff else len(paused),
+    }
 
 
 def _is_staff(request) -> bool:

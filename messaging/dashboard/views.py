@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from evolution.instances import instance_states
+from evolution.instances import instance_states, paused_reason
 from messaging import selectors
 from messaging.dashboard import queries
 from messaging.dashboard.chart import hourly_chart
@@ -73,7 +73,10 @@ def dashboard_context(now) -> dict:
             ),
         ),
         "reasons": reasons,
-        "instances": [{**state, "url": changelist_url(instance=state["name"])} for state in instance_states()],
+        "instances": [
+            {**state, "paused": paused_reason(state["name"]), "url": changelist_url(instance=state["name"])}
+            for state in instance_states()
+        ],
         "queues": [{"name": name, "depth": depth} for name, depth in selectors.queue_depths().items()],
         "changelist_url": changelist_url(),
     }

@@ -106,3 +106,18 @@ def test_a_disconnected_instance_pauses_instead_of_failing_and_resumes_when_it_i
     assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("status", flat=True)) == {MessageStatus.SENT}
     assert SendAttempt.objects.filter(message_id__in=ids).count() == 5 + attempts_while_down
     assert len(evolution_sandbox.sent_messages()) == 5
+
+
+def test_health_and_the_dashboard_show_a_paused_instance(client, admin_client, sandbox_settings, evolution_sandbox):
+    instances.pause(evolution_sandbox.instance, "connectionState is close")
+    try:
+        public = client.get("/health").json()
+        dashboard = admin_client.get("/admin/messaging/outboundmessage/dashboard/").content.decode()
+        staff = admin_client.get("/health").json()
+    finally:
+        instances.resume(evolution_sandbox.instance)
+
+    assert public["paused_instances"] == 1
+    assert staff["paused_instances"] == [evolution_sandbox.instance]
+    assert "sends paused" in dashboard and "connectionState is close" in dashboard
+    assert client.get("/health").json()["paused_instances"] == 0
