@@ -7,7 +7,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # Tests run against the real services on this machine unless the environment points elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/console
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# Redis database 15, not 0: the tests purge queues and one of them flushes its database, which must never be a
+# console's (a dev console on this machine uses database 0).
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # The settings refuse to start with DEBUG off and no key of their own; the tests run with DEBUG off, so they get one.
 TEST_SECRET_KEY ?= test-only-secret-key-never-used-outside-make-test-0123456789
 
