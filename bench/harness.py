@@ -164,14 +164,16 @@ def redis_client():
     return redis.Redis.from_url(REDIS_URL)
 
 
-def queued_task_ids(queue: str = "transactional_messages") -> list[str]:
-    """The task ids waiting in a Redis queue (kombu keeps one JSON message per list item)."""
+def queued_task_ids(queues=("transactional_messages", "bulk_messages")) -> list[str]:
+    """The task ids waiting in the send queues (kombu keeps one JSON message per list item): single sends go to
+    transactional_messages, bulk items to bulk_messages."""
     client = redis_client()
     ids: list[str] = []
-    length = client.llen(queue)
-    for start in range(0, length, 5000):
-        for raw in client.lrange(queue, start, start + 4999):
-            ids.append(json.loads(raw)["headers"]["id"])
+    for queue in queues:
+        length = client.llen(queue)
+        for start in range(0, length, 5000):
+            for raw in client.lrange(queue, start, start + 4999):
+                ids.append(json.loads(raw)["headers"]["id"])
     return ids
 
 

@@ -260,7 +260,7 @@ class OutboundMessage(models.Model):
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # Not sent by then, it is never sent (a one-time code is useless late): it ends expired.
-    expires_at = models.DateTimeField(null=True, blank=True, db_default=None)
+    expires_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
     # A key is unique within its scope: each API user's keys are its own, and the console's own (resends,
     # composed messages) share the empty scope. See messaging/idempotency.py.
     idempotency_scope = models.CharField(max_length=40, blank=True, default="", db_default="")
@@ -290,10 +290,10 @@ class OutboundMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # From Evolution's receipts (inbound/), never moved back: delivered to the phone, then read (or played).
-    delivered_at = models.DateTimeField(null=True, blank=True, db_default=None)
-    read_at = models.DateTimeField(null=True, blank=True, db_default=None)
+    delivered_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
+    read_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
     # Set when publishing its send task failed (broker down): the stuck-work sweep publishes it again at once.
-    publish_failed_at = models.DateTimeField(null=True, blank=True, db_default=None)
+    publish_failed_at = models.DateTimeField(null=True, blank=True, default=None, db_default=None)
 
     objects = OutboundMessageQuerySet.as_manager()
 
