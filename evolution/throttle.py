@@ -14,6 +14,7 @@ EVOLUTION_SEND_JITTER_SECONDS adds a random extra gap after each send, so the pa
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -47,6 +48,7 @@ return {1, slot - now}
 """
 
 
+@functools.lru_cache(maxsize=64)  # settings strings: parsed once per process, not once per send
 def parse_rate(text: str) -> float | None:
     """Seconds between two sends for a rate like "20/m" or "1/s"; None for "" (no pacing)."""
     if not (text or "").strip():
