@@ -7,6 +7,7 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self):
+        from campaigns import receivers  # noqa: F401  (connects to inbound's contact_opted_out)
         from messaging.roles import ensure_roles
 
         # The campaign permissions exist only once this app has migrated, after messaging's own post_migrate.

@@ -25,6 +25,7 @@ from campaigns.models import (
     ACTIVE_CAMPAIGN_STATUSES, Campaign, CampaignRun, CampaignStatus, Contact, RunStatus, Tag,
 )
 from evolution import throttle
+from inbound import selectors as inbound_selectors
 from messaging import idempotency
 from messaging import services as messaging
 from messaging.models import OutboundMessage
@@ -79,6 +80,15 @@ def opt_out(*, contact_id: int, source: str) -> bool:
     return bool(Contact.objects.filter(pk=contact_id, opted_out_at__isnull=True).update(
         opted_out_at=timezone.now(), opt_out_source=source, updated_at=timezone.now()
     ))
+
+
+def opt_out_phones(*, phones: list[str], source: str) -> int:
+    """``opt_out`` by phone (E.164), for the contacts that exist; how many were newly opted out. A reply's STOP
+    arrives this way (``campaigns.receivers``), and from ``prepare_run`` for a contact made after their STOP."""
+    now = timezone.now()
+    return Contact.objects.filter(phone__in=phones, opted_out_at__isnull=True).update(
+        opted_out_at=now, opt_out_source=source, updated_at=now
+    )
 
 
 # --- creating and checking a campaign -------------------------------------------------------------------------
@@ -322,8 +332,8 @@ def start_due_runs(*, campaign_id: int | None = None, now: datetime | None = Non
 
 def prepare_run(*, run_id: int) -> CampaignRun:
     """Make the run's messages: one per recipient, in chunks of one INSERT each, with send times at the campaign's
-    pace. Skipped, and counted by reason: contacts who opted out, phones WhatsApp said are not on it, and texts
-    that do not validate. Safe to call again (a crash, a double trigger): a contact's message in a run is made once
+    pace. Skipped, and counted by reason: contacts who opted out (here or by a STOP reply, ``inbound.OptOut``),
+    phones WhatsApp said are not on it, and texts that do not validate. Safe to call again (a crash, a double trigger): a contact's message in a run is made once
     (its idempotency key), so only those missing are made."""
     run = CampaignRun.objects.select_related("campaign").get(pk=run_id)
     campaign = run.campaign
@@ -338,9 +348,12 @@ def prepare_run(*, run_id: int) -> CampaignRun:
     while chunk := list(islice(iterator, FAN_OUT_CHUNK)):
         recipients += len(chunk)
         not_on_whatsapp = selectors.phones_not_on_whatsapp([row[1] for row in chunk])
+        # A STOP the receiver could not apply (the contact was made later, or the signal was lost) counts here.
+        replied_stop = inbound_selectors.opted_out_phones([row[1] for row in chunk if row[4] is None])
+        opt_out_phones(phones=list(replied_stop), source="reply")
         items = []
         for contact_id, phone, name, fields, opted_out_at in chunk:
-            if opted_out_at is not None:
+            if opted_out_at is not None or phone in replied_stop:
                 skipped["opted out"] += 1
             elif phone in not_on_whatsapp:
                 skipped["not on WhatsApp"] += 1

@@ -18,6 +18,11 @@ def is_opted_out(phone: str) -> bool:
     return OptOut.objects.filter(phone=phone).exists()
 
 
+def opted_out_phones(phones: list[str]) -> set[str]:
+    """Which of ``phones`` (E.164) asked to hear no more: one query for a chunk of a campaign run."""
+    return set(OptOut.objects.filter(phone__in=phones).values_list("phone", flat=True))
+
+
 def visible_inbound(*, user) -> QuerySet:
     """What ``user`` may read: every reply with ``view_inboundmessage``; otherwise (an API client) the replies of
     the phones it sent messages to, as it sees only its own messages."""
