@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -37,6 +37,12 @@ class Priority(models.TextChoices):
 
     TRANSACTIONAL = "transactional", "Transactional"  # a single send: the API, the admin, a resend
     BULK = "bulk", "Bulk"  # bulk requests, campaigns, scheduled releases
+
+
+_COPY_AS_IS = {
+    "AutoField", "BigAutoField", "CharField", "TextField", "DateTimeField", "ForeignKey", "IntegerField",
+    "PositiveIntegerField", "PositiveSmallIntegerField", "SmallIntegerField", "BigIntegerField", "BooleanField",
+}
 
 
 class OutboundMessageQuerySet(models.QuerySet):
@@ -150,6 +156,36 @@ class OutboundMessageQuerySet(models.QuerySet):
         return self.filter(source=source, status__in=CANCELLABLE_STATUSES).update(
             status=MessageStatus.SCHEDULED, scheduled_at=None, next_attempt_at=None, updated_at=timezone.now()
         )
+
+    def insert_many(self, messages: list) -> None:
+        """Store new messages as ``bulk_create`` does (their pks set), on PostgreSQL in one COPY: a campaign's
+        100,000 rows cost a tenth of the time the INSERTs' per-value compiling and quoting takes. Every value is
+        the Python one, so a field's ``default`` applies and its ``db_default`` is never needed."""
+        connection = connections[self.db]
+        if connection.vendor != "postgresql" or not messages:
+            self.bulk_create(messages)
+            return
+        meta = self.model._meta
+        fields = meta.concrete_fields
+        # Text, numbers and times go to COPY as they are; anything else (a JSON field) through its own preparing.
+        prepared = [field.get_internal_type() not in _COPY_AS_IS for field in fields]
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [meta.db_table, meta.pk.column, len(messages)],
+            )
+            for message, (pk,) in zip(messages, cursor.fetchall()):
+                message.pk = pk
+            with cursor.cursor.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for message in messages:
+                    copy.write_row([
+                        field.get_db_prep_save(getattr(message, field.attname), connection) if prepare
+                        else getattr(message, field.attname)
+                        for field, prepare in zip(fields, prepared)
+                    ])
+        for message in messages:
+            message._state.adding, message._state.db = False, self.db
 
     def schedule_held(self, times: dict) -> int:
         """Held messages -> scheduled at ``times[pk]``; beat releases them then. Others are left alone."""
@@ -317,6 +353,9 @@ class OutboundMessage(models.Model):
             ),
             # The sweep's "never published" scan: only the few rows whose publish failed are in it.
             models.Index(fields=["publish_failed_at"], name="msg_publish_failed", condition=Q(publish_failed_at__isnull=False)),
+            # A campaign run's progress (GROUP BY status of one source, or of a campaign's prefix: LIKE needs the
+            # pattern opclass), its pause and cancel (one UPDATE by source), and whether it still has work.
+            models.Index(fields=["source", "status"], name="msg_source_status", opclasses=["varchar_pattern_ops"] * 2),
         ]
         constraints = [
             models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope"),

@@ -303,7 +303,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         results.append(BulkItemResult(message=message))
     if accepted:
         with transaction.atomic():
-            OutboundMessage.objects.bulk_create(accepted)  # PostgreSQL and SQLite set the pks
+            OutboundMessage.objects.insert_many(accepted)  # PostgreSQL and SQLite set the pks
             queued = [message for message in accepted if message.status == MessageStatus.QUEUED]
             if queued:
                 transaction.on_commit(lambda: tasks.publish_sends(queued))
