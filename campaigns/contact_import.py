@@ -28,6 +28,7 @@ TRUE_WORDS = {"1", "yes", "y", "true", "si", "sí", "x"}
 CHUNK = 1000
 REPORTED_REJECTIONS = 1000  # rows listed in the report; all are counted
 SAMPLE_ROWS = 10
+SYNC_IMPORT_BYTES = 64 * 1024  # about 1,500 rows: an upload this small is imported during its request
 
 
 @dataclass
@@ -61,7 +62,17 @@ class ParsedFile:
 
 
 def read_csv(text: str) -> ParsedFile:
-    """Check every row of a CSV file; write nothing. A file without a phone column is refused (ValidationError)."""
+    """Check every row of a CSV file; write nothing. A file without a phone column, or that is no CSV file (a NUL
+    byte, an unclosed quote running past the csv module's field limit), is refused (ValidationError)."""
+    try:
+        return _read_csv(text)
+    except csv.Error as error:
+        raise ValidationError({"file": [f"Not a CSV file: {error}."]})
+
+
+def _read_csv(text: str) -> ParsedFile:
+    if "\x00" in text:
+        raise csv.Error("it has a NUL character")
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     columns = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
@@ -107,6 +118,23 @@ def preview_import(*, csv_text: str, file_name: str = "", tag: str = "", created
     )
 
 
+def upload_contacts(*, csv_text: str, file_name: str = "", tag: str = "", created_by=None) -> ContactImport:
+    """Import a file in one step (the API's upload, no preview to confirm). One of up to SYNC_IMPORT_BYTES is
+    checked and written before this returns (status done, with its report); a larger one is stored as it came and
+    queued for the background import, which checks it, writes it in chunks and fills in its report, so the
+    request never waits for 100,000 rows. Raises ValidationError for a file without a phone column."""
+    if len(csv_text) <= SYNC_IMPORT_BYTES:
+        upload = preview_import(csv_text=csv_text, file_name=file_name, tag=tag, created_by=created_by)
+        ContactImport.objects.filter(pk=upload.pk, status=ImportStatus.PREVIEW).update(status=ImportStatus.QUEUED)
+        return import_contacts(import_id=upload.pk)
+    read_csv(csv_text.split("\n", 1)[0])  # the header: a phone column, or refused now rather than in the worker
+    upload = ContactImport.objects.create(
+        file_name=file_name, csv_text=csv_text, tag=tag.strip(), created_by=created_by, status=ImportStatus.PREVIEW,
+    )
+    start_import(import_id=upload.pk)
+    return ContactImport.objects.get(pk=upload.pk)
+
+
 def start_import(*, import_id: int) -> bool:
     """Preview -> queued, and the import task published after commit; False when it was already started."""
     from campaigns import tasks
@@ -128,6 +156,10 @@ def import_contacts(*, import_id: int) -> ContactImport | None:
     try:
         parsed = read_csv(upload.csv_text)
         rows = list(parsed.rows.values())
+        ContactImport.objects.filter(pk=import_id).update(  # an upload not previewed learns its counts here
+            total_rows=parsed.total_rows, accepted=len(rows), rejected=len(parsed.rejected),
+            duplicates=parsed.duplicates, report=parsed.report,
+        )
         extra_tag = upload.tag
         for start in range(0, len(rows), CHUNK):
             _write_contacts(rows[start:start + CHUNK], extra_tag=extra_tag)

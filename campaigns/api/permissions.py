@@ -28,3 +28,17 @@ class CampaignControlPermission(BasePermission):
     def has_permission(self, request, view):
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm(CONTROL) and user.has_perm(VIEW))
+
+
+class ContactImportPermission(BasePermission):
+    """GET needs to see imports; POST needs to import contacts (add and merge them)."""
+
+    message = "You do not have permission to import contacts."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if request.method in SAFE_METHODS:
+            return user.has_perm("campaigns.view_contactimport")
+        return all(user.has_perm(f"campaigns.{perm}") for perm in ("add_contactimport", "add_contact", "change_contact"))

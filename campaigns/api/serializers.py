@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from campaigns.models import Campaign, CampaignStatus, RunStatus
+from campaigns.models import Campaign, CampaignStatus, ContactImport, ImportStatus, RunStatus
 
 
 class RecurrenceSerializer(serializers.Serializer):
@@ -84,3 +84,48 @@ class CampaignSerializer(serializers.ModelSerializer):
             run["messages_url"] = f"/messages?source={run.pop('source')}"
             runs.append(run)
         return RunSerializer(runs, many=True).data
+
+
+class ContactImportUploadSerializer(serializers.Serializer):
+    """The multipart form of POST /contacts/import (a text/csv body is the file itself)."""
+
+    file = serializers.FileField(help_text="CSV with a header row: phone (required), name, tags (a;b), opted_out "
+                                           "(yes/no), and any other column as a template field.")
+
+
+class RejectedRowSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="The line in the file (the header is line 1).")
+    phone = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ContactImportSerializer(serializers.ModelSerializer):
+    success = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=ImportStatus.choices)
+    columns = serializers.SerializerMethodField()
+    rejected_rows = serializers.SerializerMethodField()
+    status_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ContactImport
+        fields = [
+            "success", "id", "status", "file_name", "tag", "total_rows", "accepted", "rejected", "duplicates",
+            "processed_rows", "columns", "rejected_rows", "created_at", "finished_at", "status_url",
+        ]
+        extra_kwargs = {
+            "accepted": {"help_text": "Contacts in the file (after duplicates are merged)."},
+            "processed_rows": {"help_text": "Contacts written so far; the import is done at `accepted`."},
+        }
+
+    def get_success(self, upload) -> bool:
+        return True
+
+    def get_columns(self, upload) -> list[str]:
+        return upload.report.get("columns", [])
+
+    @extend_schema_field(RejectedRowSerializer(many=True))
+    def get_rejected_rows(self, upload):
+        return upload.report.get("rejected_rows", [])
+
+    def get_status_url(self, upload) -> str:
+        return f"/contacts/import/{upload.pk}"

@@ -4,16 +4,21 @@ import logging
 from django.core.exceptions import ValidationError as DjangoValidationError
 
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from campaigns import services
-from campaigns.api.permissions import CampaignControlPermission, CampaignPermission
-from campaigns.api.serializers import CampaignCreateSerializer, CampaignSerializer
-from campaigns.models import Campaign
+from campaigns import contact_import, services
+from campaigns.api.parsers import CSVTextParser
+from campaigns.api.permissions import CampaignControlPermission, CampaignPermission, ContactImportPermission
+from campaigns.api.serializers import (
+    CampaignCreateSerializer, CampaignSerializer, ContactImportSerializer, ContactImportUploadSerializer,
+)
+from campaigns.models import Campaign, ContactImport, ImportStatus
 from messaging.api.schema import error
 from messaging.api.views import Conflict
 
@@ -112,3 +117,63 @@ class CampaignActionView(APIView):
         return Response(CampaignSerializer(_campaign(campaign.pk)).data)
 
 
+
+
+class ImportQuerySerializer(serializers.Serializer):
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=64,
+                                help_text="A tag given to every imported contact (an audience for a campaign).")
+
+
+class ContactImportView(APIView):
+    permission_classes = [ContactImportPermission]
+    parser_classes = [MultiPartParser, CSVTextParser]
+
+    @extend_schema(
+        operation_id="contacts_import",
+        summary="Import contacts from a CSV file",
+        description="The file as a multipart upload (`file`) or as the body itself (`Content-Type: text/csv`). "
+                    "Header row: `phone` required, `name`, `tags` (`a;b`), `opted_out` (yes/no); every other column "
+                    "becomes a template field. New phones are created, known ones merged (tags added, an opt-out "
+                    "kept); rows with the same phone are merged. A file of up to 64 KiB is imported during the "
+                    "request: 201 with its report (accepted, rejected and why, duplicates). A larger one is "
+                    "imported in the background: 202 with its id; follow `status_url` until `status` is `done`.",
+        parameters=[ImportQuerySerializer],
+        request={"multipart/form-data": ContactImportUploadSerializer, "text/csv": OpenApiTypes.STR},
+        responses={201: ContactImportSerializer, 202: ContactImportSerializer},
+    )
+    def post(self, request):
+        query = ImportQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return invalid(query.errors)
+        if isinstance(request.data, str):
+            csv_text, file_name = request.data, ""
+        else:
+            body = ContactImportUploadSerializer(data=request.data)
+            if not body.is_valid():
+                return invalid(body.errors)
+            upload = body.validated_data["file"]
+            try:
+                csv_text, file_name = upload.read().decode("utf-8-sig"), upload.name.replace("\x00", "")[:255]
+            except UnicodeDecodeError:
+                return invalid({"file": ["The file is not UTF-8 text."]})
+        log.info("POST /contacts/import received user=%s bytes=%s", request.user.pk, len(csv_text))
+        try:
+            upload = contact_import.upload_contacts(
+                csv_text=csv_text, file_name=file_name, tag=query.validated_data.get("tag", ""), created_by=request.user,
+            )
+        except DjangoValidationError as error:
+            return invalid(error.message_dict if hasattr(error, "error_dict") else {"file": error.messages})
+        done = upload.status == ImportStatus.DONE
+        return Response(ContactImportSerializer(upload).data, status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)
+
+
+class ContactImportDetailView(APIView):
+    permission_classes = [ContactImportPermission]
+
+    @extend_schema(operation_id="contacts_import_status", summary="An import's progress and report",
+                   responses=ContactImportSerializer)
+    def get(self, request, import_id: int):
+        upload = ContactImport.objects.filter(pk=import_id).first()
+        if upload is None:
+            raise NotFound(f"No contact import with id {import_id}.")
+        return Response(ContactImportSerializer(upload).data)

@@ -73,8 +73,11 @@ BOUNDED = hypothesis_settings(
 # text of invisible characters). JSON Schema cannot say "a real phone number", so on the two sending operations a
 # schema-valid body may be refused with the validation error (400, code "invalid", naming the field); anything
 # else a valid body gets is judged by schemathesis's own positive_data_acceptance. A campaign's body is the same
-# case (its recipients' phones, its instance, a template placeholder some recipients have no value for).
-SERVICE_VALIDATES_CONTENT = {("POST", "/messages"), ("POST", "/messages/bulk"), ("POST", "/campaigns")}
+# case (its recipients' phones, its instance, a template placeholder some recipients have no value for), and so is
+# a contact import's file: a schema says "a file", never "a CSV file with a phone column".
+SERVICE_VALIDATES_CONTENT = {
+    ("POST", "/messages"), ("POST", "/messages/bulk"), ("POST", "/campaigns"), ("POST", "/contacts/import"),
+}
 
 
 def positive_data_acceptance_unless_the_service_refuses_the_content(ctx, response, case):
