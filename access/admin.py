@@ -56,7 +56,9 @@ class ApiClientAdmin(admin.ModelAdmin):
             request,
             format_html(
                 "API client “{}” made. Its key, shown this once: <code>{}</code> (send it as "
-                "<code>Authorization: Bearer &lt;key&gt;</code>).", client.name, key,
+                "<code>Authorization: Bearer &lt;key&gt;</code>). Its callback secret, which signs the status "
+                "callbacks of its messages (X-Console-Signature), also shown this once: <code>{}</code>.",
+                client.name, key, client.callback_secret,
             ),
             messages.SUCCESS,
         )

@@ -2,7 +2,8 @@
 
 A client is backed by a Django user in the "API clients" role (messaging/roles.py), so the API checks the same
 permissions for a machine as for a person, and what a client may do is granted in the admin like any other
-role. Its key is shown once, when it is made; only a SHA-256 digest of it is stored.
+role. Its key is shown once, when it is made; only a SHA-256 digest of it is stored. Its callback secret, shown
+with the key, signs the status callbacks of its messages (callbacks/), so it is stored as it is.
 """
 import hashlib
 import secrets
@@ -20,6 +21,10 @@ CLIENT_ROLE = "API clients"
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_callback_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
 
 
 class ApiClientQuerySet(models.QuerySet):
@@ -54,6 +59,8 @@ class ApiClient(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The HMAC-SHA256 key of X-Console-Signature on this client's status callbacks (callbacks/delivery.py).
+    callback_secret = models.CharField(max_length=64, default=new_callback_secret, editable=False)
 
     objects = ApiClientQuerySet.as_manager()
 

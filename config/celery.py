@@ -46,6 +46,8 @@ def _beat_schedule() -> dict:
         "start-due-campaign-runs": {"task": "start_due_campaign_runs", "schedule": 10.0},
         # Wakes a contact's batch whose countdown was lost, and events whose task never ran (inbound/tasks.py).
         "inbound-tick": {"task": "inbound_tick", "schedule": 5.0},
+        # Status callbacks whose task was lost (callbacks/services.py: wake_due_deliveries).
+        "wake-due-callbacks": {"task": "wake_due_callbacks", "schedule": 30.0},
     }
 
 

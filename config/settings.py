@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "inbound",
     "access",
     "campaigns",
+    "callbacks",
     "axes",  # admin login lockouts; last, as django-axes asks
 ]
 
@@ -264,6 +265,21 @@ CONSOLE_PUBLIC_URL = os.environ.get("CONSOLE_PUBLIC_URL", "").strip().rstrip("/"
 INBOUND_DEBOUNCE_SECONDS = float(os.environ.get("INBOUND_DEBOUNCE_SECONDS") or 10)
 if INBOUND_DEBOUNCE_SECONDS <= 0:
     raise ImproperlyConfigured("INBOUND_DEBOUNCE_SECONDS must be more than 0")
+
+# --- Status callbacks to integrators (callbacks/) ------------------------------------------------------------
+# Each POST to a message's callback_url waits this long for an answer.
+CALLBACK_TIMEOUT_SECONDS = float(os.environ.get("CALLBACK_TIMEOUT_SECONDS") or 5)
+# A failed callback (5xx, 408, 429, no answer) is tried again after this, doubling each time up to the maximum...
+CALLBACK_RETRY_DELAY_SECONDS = float(os.environ.get("CALLBACK_RETRY_DELAY_SECONDS") or 10)
+CALLBACK_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("CALLBACK_RETRY_MAX_DELAY_SECONDS") or 3600)
+# ...and given up after this many tries in all (a 4xx other than 408/429 gives up at once).
+CALLBACK_MAX_ATTEMPTS = int(os.environ.get("CALLBACK_MAX_ATTEMPTS") or 10)
+if not (0 < CALLBACK_TIMEOUT_SECONDS and 0 < CALLBACK_RETRY_DELAY_SECONDS <= CALLBACK_RETRY_MAX_DELAY_SECONDS
+        and CALLBACK_MAX_ATTEMPTS >= 1):
+    raise ImproperlyConfigured(
+        "Callbacks need CALLBACK_TIMEOUT_SECONDS > 0, 0 < CALLBACK_RETRY_DELAY_SECONDS <= "
+        "CALLBACK_RETRY_MAX_DELAY_SECONDS and CALLBACK_MAX_ATTEMPTS >= 1"
+    )
 
 # --- Celery --------------------------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -33,6 +33,7 @@ from inbound.models import (
 from messaging import services as messaging_services
 from messaging.idempotency import Key
 from messaging.models import OutboundMessage
+from messaging.signals import announce_status
 
 log = logging.getLogger("inbound")
 
@@ -168,12 +169,24 @@ def apply_receipts(*, instance: str, evolution_message_id: str) -> bool:
         "status", "at"
     ):
         if status in webhooks.READ_STATUSES:
-            moved |= OutboundMessage.objects.record_read(instance=instance, evolution_message_id=evolution_message_id, at=at)
+            told = "read"
+            changed = OutboundMessage.objects.record_read(instance=instance, evolution_message_id=evolution_message_id, at=at)
         else:
-            moved |= OutboundMessage.objects.record_delivered(
+            told = "delivered"
+            changed = OutboundMessage.objects.record_delivered(
                 instance=instance, evolution_message_id=evolution_message_id, at=at
             )
+        if changed:
+            _announce_receipt(instance=instance, evolution_message_id=evolution_message_id, status=told, at=at)
+        moved |= changed
     return moved
+
+
+def _announce_receipt(*, instance: str, evolution_message_id: str, status: str, at) -> None:
+    """A receipt is a status change the message's callback_url hears of (messaging.signals, callbacks/)."""
+    with_callback = OutboundMessage.objects.filter(instance=instance, evolution_message_id=evolution_message_id)
+    for pk, callback_url in with_callback.exclude(callback_url="").values_list("pk", "callback_url"):
+        announce_status(message_id=pk, status=status, at=at, callback_url=callback_url)
 
 
 # --- replies and their batches ----------------------------------------------------------------------------------

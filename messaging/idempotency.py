@@ -66,7 +66,7 @@ def compose_key(form_token: str) -> Key:
     return Key("", f"{RESERVED_PREFIX}compose:{hashlib.sha256(form_token.encode()).hexdigest()}")
 
 
-def fingerprint(*, phone, text, instance, scheduled_at, expires_at=None, valid_for_seconds=None) -> str:
+def fingerprint(*, phone, text, instance, scheduled_at, expires_at=None, valid_for_seconds=None, callback_url=None) -> str:
     """A digest of a request as the caller sent it, before validation (a retry must find its first message even
     when it would no longer validate, e.g. its send time has passed). Phones compare by their digits, so
     "+55 11 98765-4321" and "5511987654321" are the same request."""
@@ -81,6 +81,8 @@ def fingerprint(*, phone, text, instance, scheduled_at, expires_at=None, valid_f
         request["expires_at"] = _instant(expires_at)
     if valid_for_seconds is not None:
         request["valid_for_seconds"] = valid_for_seconds
+    if callback_url:
+        request["callback_url"] = callback_url
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -17,6 +17,7 @@ from django.db.models import Q
 from config.celery import SEND_QUEUES
 from messaging import heartbeats, metrics, selectors, tasks
 from messaging.models import FINAL_STATUSES, AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
+from messaging.signals import announce_status
 
 log = logging.getLogger("messaging")
 
@@ -47,7 +48,12 @@ def expire_overdue_messages() -> int:
     Sending ones are left alone: that attempt may already have reached WhatsApp, so it finishes normally. A worker
     that picks up an overdue message before this runs expires it itself (``services.send_message``).
     """
-    moved = OutboundMessage.objects.expire_overdue(now=timezone.now())
+    now = timezone.now()
+    moved = OutboundMessage.objects.expire_overdue(now=now)
+    if moved:  # the rows this sweep moved are those it stamped finished_at=now
+        told = OutboundMessage.objects.filter(status=MessageStatus.EXPIRED, finished_at=now).exclude(callback_url="")
+        for pk, callback_url in told.values_list("pk", "callback_url"):
+            announce_status(message_id=pk, status=MessageStatus.EXPIRED, at=now, callback_url=callback_url)
     for instance, count in moved.items():
         metrics.messages_expired(instance=instance, count=count)
     if moved:
@@ -175,6 +181,8 @@ def _recover_interrupted(message: OutboundMessage, cutoff, *, dead_attempt: int 
         reason="interrupted",
     )
     if give_up:
+        callback_url = OutboundMessage.objects.filter(pk=message.pk).values_list("callback_url", flat=True).first()
+        announce_status(message_id=message.pk, status=MessageStatus.FAILED, at=timezone.now(), callback_url=callback_url or "")
         log.error("message=%s attempt=%s interrupted on its last attempt; failed", message.pk, message.attempt_count)
         return "failed"
     tasks.publish_send(message)

@@ -307,6 +307,9 @@ class OutboundMessage(models.Model):
     # What made this message, for the apps that create them in numbers ("campaign:12"); messaging never reads it,
     # so it imports none of them.
     source = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # Where each status change (sent, delivered, read, failed, expired) is POSTed, signed; "" for none. The
+    # callbacks app records and delivers them (messaging only announces them: messaging/signals.py).
+    callback_url = models.URLField(max_length=500, blank=True, default="", db_default="")
     task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
     attempt_count = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

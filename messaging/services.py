@@ -19,6 +19,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -27,7 +28,7 @@ from evolution.client import EvolutionError, SentMessage, TemporaryError, get_cl
 from messaging import heartbeats, idempotency, metrics, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, Priority, SendAttempt
 from messaging.phones import normalize_phone
-from messaging.signals import message_sent
+from messaging.signals import announce_status, message_sent
 
 log = logging.getLogger("messaging")
 
@@ -49,13 +50,15 @@ def validate_message(
     scheduled_at: datetime | None,
     expires_at: datetime | None = None,
     valid_for_seconds: int | None = None,
+    callback_url: str | None = None,
 ) -> dict:
     """Check a message the way every entry point must; return the cleaned values or raise ValidationError.
 
     Everything a stored message must satisfy is checked here, whoever calls (API, admin, bulk, shell, beat), so
     none of them can reach a database error. Errors are keyed by field (phone, text, instance, scheduled_at,
-    expires_at, valid_for_seconds). The cleaned values carry ``expires_at`` (None when the message never expires):
-    ``valid_for_seconds`` counts from ``scheduled_at`` when there is one, else from now.
+    expires_at, valid_for_seconds, callback_url). The cleaned values carry ``expires_at`` (None when the message
+    never expires): ``valid_for_seconds`` counts from ``scheduled_at`` when there is one, else from now; and
+    ``callback_url`` ("" for none), where its status changes are POSTed (callbacks/).
     """
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
@@ -97,9 +100,30 @@ def validate_message(
                 errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
     cleaned["scheduled_at"] = scheduled_at
     cleaned["expires_at"] = _clean_expiry(errors, expires_at, valid_for_seconds, scheduled_at)
+    cleaned["callback_url"] = _clean_callback_url(errors, callback_url)
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+CALLBACK_URL_MAX_LENGTH = 500  # OutboundMessage.callback_url
+
+
+def _clean_callback_url(errors: dict, url) -> str:
+    if url is None or url == "":
+        return ""
+    if not isinstance(url, str):
+        errors["callback_url"] = ["Not a valid string."]
+    elif len(url) > CALLBACK_URL_MAX_LENGTH:
+        errors["callback_url"] = [f"Ensure this field has no more than {CALLBACK_URL_MAX_LENGTH} characters."]
+    else:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            errors["callback_url"] = ["Enter an http or https URL, e.g. https://example.com/whatsapp-status."]
+        else:
+            return url
+    return ""
 
 
 def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> datetime | None:
@@ -164,6 +188,7 @@ def accept_message(
     created_by=None,
     resend_of: OutboundMessage | None = None,
     source: str = "",
+    callback_url: str | None = None,
 ) -> tuple[OutboundMessage, bool]:
     """Validate and store a message, then publish its send task once the row is committed.
 
@@ -171,20 +196,21 @@ def accept_message(
     nothing is created, even if the request would no longer validate (its send time has passed); the same key
     with another request raises ``idempotency.KeyReused``. A scheduled message waits in the database until beat
     releases it. A message given ``expires_at`` or ``valid_for_seconds`` and not sent by then ends ``expired``,
-    never sent. Callers make keys with ``idempotency`` (``clean_key`` for a client's, in its scope).
+    never sent. Callers make keys with ``idempotency`` (``clean_key`` for a client's, in its scope). With a
+    ``callback_url``, each status change is POSTed there (callbacks/).
     """
     fingerprint = ""
     if idempotency_key:
         fingerprint = idempotency.fingerprint(
             phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
-            expires_at=expires_at, valid_for_seconds=valid_for_seconds,
+            expires_at=expires_at, valid_for_seconds=valid_for_seconds, callback_url=callback_url,
         )
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     cleaned = validate_message(
         phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
-        expires_at=expires_at, valid_for_seconds=valid_for_seconds,
+        expires_at=expires_at, valid_for_seconds=valid_for_seconds, callback_url=callback_url,
     )
     message = _new_message(
         cleaned,
@@ -271,7 +297,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
         fingerprint = idempotency.fingerprint(
             phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
             scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
-            valid_for_seconds=item.get("valid_for_seconds"),
+            valid_for_seconds=item.get("valid_for_seconds"), callback_url=item.get("callback_url"),
         ) if key else ""
         if key in earlier:
             try:
@@ -287,7 +313,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
             cleaned = validate_message(
                 phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
                 scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
-                valid_for_seconds=item.get("valid_for_seconds"),
+                valid_for_seconds=item.get("valid_for_seconds"), callback_url=item.get("callback_url"),
             )
         except ValidationError as error:
             results.append(BulkItemResult(errors=error.message_dict))
@@ -383,7 +409,10 @@ def expire_message(*, message_id: int) -> bool:
     no longer waiting (an attempt in flight finishes normally: it may already have reached WhatsApp)."""
     if not OutboundMessage.objects.expire(message_id):
         return False
-    instance = OutboundMessage.objects.filter(pk=message_id).values_list("instance", flat=True).first()
+    instance, callback_url = OutboundMessage.objects.filter(pk=message_id).values_list(
+        "instance", "callback_url"
+    ).first() or ("", "")
+    announce_status(message_id=message_id, status=MessageStatus.EXPIRED, at=timezone.now(), callback_url=callback_url)
     log.warning("message=%s instance=%s expired: not sent before its expires_at; never sent", message_id, instance)
     metrics.messages_expired(instance=instance or "")
     return True
@@ -470,6 +499,7 @@ def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) ->
     if not owned:
         log.warning("message=%s attempt=%s sent but the row had moved on; left as it is", message.pk, attempt.number)
     else:
+        announce_status(message_id=message.pk, status=MessageStatus.SENT, at=now, callback_url=message.callback_url)
         # Receipts Evolution posted before this id was saved are applied now (inbound listens).
         transaction.on_commit(lambda: message_sent.send_robust(
             sender=OutboundMessage, message_id=message.pk, instance=message.instance,
@@ -549,6 +579,7 @@ def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: b
     if retry:
         log.warning("message=%s attempt=%s task=%s instance=%s failed kind=%s http=%s: %s; retrying in %ss", *log_args, delay)
         return SendOutcome(message_id=message.pk, status=MessageStatus.RETRYING, attempt=attempt.number, retry_in=delay)
+    announce_status(message_id=message.pk, status=MessageStatus.FAILED, at=now, callback_url=message.callback_url)
     log.error("message=%s attempt=%s task=%s instance=%s failed for good kind=%s http=%s: %s", *log_args)
     return SendOutcome(message_id=message.pk, status=MessageStatus.FAILED, attempt=attempt.number)
 

@@ -21,6 +21,11 @@ class MessageCreateSerializer(serializers.Serializer):
         required=False, allow_null=True,
         help_text="Instead of expires_at: seconds from now (from scheduled_at when given) before it expires.",
     )
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True,
+        help_text="http(s) address each status change (sent, delivered, read, failed, expired) is POSTed to, "
+                  "signed with the API client's callback secret (X-Console-Signature). API clients only.",
+    )
 
 
 class SendAttemptSerializer(serializers.ModelSerializer):
@@ -43,7 +48,7 @@ class MessageSerializer(serializers.ModelSerializer):
         fields = [
             "success", "id", "status", "phone", "message", "instance_name", "scheduled_at", "expires_at", "task_id",
             "attempt_count", "evolution_message_id", "remote_jid", "last_error_kind", "last_error",
-            "resend_of", "created_at", "sent_at", "finished_at", "delivered_at", "read_at",
+            "resend_of", "created_at", "sent_at", "finished_at", "delivered_at", "read_at", "callback_url",
         ]
 
     def get_success(self, message) -> bool:
@@ -88,7 +93,10 @@ def read_bulk_item(raw) -> tuple[dict | None, dict[str, list[str]] | None]:
         return None, {"non_field_errors": ["Expected an object with phone and message."]}
     errors: dict[str, list[str]] = {}
     values: dict = {}
-    for field, service_name, required in (("phone", "phone", True), ("message", "text", True), ("instance_name", "instance", False)):
+    for field, service_name, required in (
+        ("phone", "phone", True), ("message", "text", True), ("instance_name", "instance", False),
+        ("callback_url", "callback_url", False),
+    ):
         value = raw.get(field)
         if value is None:
             if required:
@@ -152,6 +160,7 @@ class BulkItemSerializer(serializers.Serializer):
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     valid_for_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    callback_url = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
 
 class BulkRequestSerializer(serializers.Serializer):

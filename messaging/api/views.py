@@ -122,6 +122,8 @@ class MessageListCreateView(ListAPIView):
         body.is_valid(raise_exception=True)
         if body.validated_data.get("scheduled_at") is not None:
             require_schedule_permission(request.user)
+        if body.validated_data.get("callback_url"):
+            require_callback_secret(request.user)
         message, created = services.accept_message(
             phone=body.validated_data["phone"],
             text=body.validated_data["message"],
@@ -131,6 +133,7 @@ class MessageListCreateView(ListAPIView):
             valid_for_seconds=body.validated_data.get("valid_for_seconds"),
             idempotency_key=idempotency_key,
             created_by=request.user,
+            callback_url=body.validated_data.get("callback_url"),
         )
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(_MESSAGE_REPRESENTATION.to_representation(message), status=code)
@@ -190,6 +193,8 @@ class MessageBulkCreateView(APIView):
                 valid.append(values)
         if any(values.get("scheduled_at") is not None for values in valid):
             require_schedule_permission(request.user)
+        if any(values.get("callback_url") for values in valid):
+            require_callback_secret(request.user)
         outcomes = services.accept_messages(items=valid, created_by=request.user, one_request=request_key is not None)
         stored = iter(outcomes)
         results = []
@@ -326,6 +331,14 @@ class RequeueStuckView(APIView):
 def require_schedule_permission(user) -> None:
     if not user.has_perm(SCHEDULE):
         raise PermissionDenied("You do not have permission to schedule messages (scheduled_at).")
+
+
+def require_callback_secret(user) -> None:
+    """Status callbacks are signed with the sender's API client secret (access.ApiClient.callback_secret)."""
+    if not hasattr(user, "api_client"):
+        raise ValidationError({"callback_url": [
+            "Only an API client's messages can have a callback_url: its callback secret signs the calls."
+        ]})
 
 
 class Conflict(APIException):
