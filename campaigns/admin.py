@@ -208,13 +208,14 @@ class CampaignAdmin(admin.ModelAdmin):
         link = reverse("admin:messaging_outboundmessage_changelist")
         return format_html(
             "<table><tr><th>run</th><th>status</th><th>total</th><th>waiting</th><th>held</th><th>queued</th>"
-            "<th>sent</th><th>failed</th><th>cancelled</th><th>expired</th><th>skipped</th><th>messages</th></tr>"
-            "{}</table>",
+            "<th>sent</th><th>delivered</th><th>read</th><th>failed</th><th>cancelled</th><th>expired</th><th>skipped</th>"
+            "<th>messages</th></tr>{}</table>",
             format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                                 "<td>{}</td><td>{}</td><td>{}</td><td title='{}'>{}</td><td><a href='{}?campaign={}:run:{}'>"
-                                 "open</a></td></tr>", (
-                (r["number"], r["status"], r["total"], r["waiting"], r["held"], r["queued"], r["sent"], r["failed"],
-                 r["cancelled"], r["expired"], r["skipped_reasons"], r["skipped"], link, campaign.pk, r["number"])
+                                 "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title='{}'>{}</td>"
+                                 "<td><a href='{}?campaign={}:run:{}'>open</a></td></tr>", (
+                (r["number"], r["status"], r["total"], r["waiting"], r["held"], r["queued"], r["sent"], r["delivered"],
+                 r["read"], r["failed"], r["cancelled"], r["expired"], r["skipped_reasons"], r["skipped"], link,
+                 campaign.pk, r["number"])
                 for r in progress
             )),
         )

@@ -36,15 +36,21 @@ def run_progress(campaign: Campaign) -> list[dict]:
     """Each run of ``campaign`` with its counts, from one GROUP BY over its messages' ``source``:
 
     total (recipients considered), skipped (and why), then its messages by state: waiting (scheduled for their
-    slot), held (by a pause), queued (released, sending or retrying), sent, failed, cancelled, expired."""
+    slot), held (by a pause), queued (released, sending or retrying), sent, failed, cancelled, expired; and of
+    those sent, how many WhatsApp's receipts say were delivered to the phone and read (a read one was delivered)."""
     rows = (
         OutboundMessage.objects.filter(source__startswith=source_prefix(campaign.pk))
         .order_by().values("source", "status")
-        .annotate(count=Count("id"), held=Count("id", filter=Q(status=MessageStatus.SCHEDULED, scheduled_at__isnull=True)))
+        .annotate(count=Count("id"), held=Count("id", filter=Q(status=MessageStatus.SCHEDULED, scheduled_at__isnull=True)),
+                  delivered=Count("id", filter=Q(delivered_at__isnull=False)), read=Count("id", filter=Q(read_at__isnull=False)))
     )
     by_source: dict[str, dict] = {}
+    receipts: dict[str, dict] = {}
     for row in rows:
         counts = by_source.setdefault(row["source"], {})
+        seen = receipts.setdefault(row["source"], {"delivered": 0, "read": 0})
+        seen["delivered"] += row["delivered"]
+        seen["read"] += row["read"]
         status = row["status"]
         if status == MessageStatus.SCHEDULED:
             counts["held"] = counts.get("held", 0) + row["held"]
@@ -62,6 +68,6 @@ def run_progress(campaign: Campaign) -> list[dict]:
             "run": run, "number": run.number, "status": run.status, "source": run.source,
             "started_at": run.started_at, "finished_at": run.finished_at,
             "total": messages + run.skipped_total, "messages": messages, "skipped": run.skipped_total,
-            "skipped_reasons": run.skipped, **counts,
+            "skipped_reasons": run.skipped, **counts, **receipts.get(run.source, {"delivered": 0, "read": 0}),
         })
     return progress

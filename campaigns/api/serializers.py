@@ -45,6 +45,8 @@ class RunSerializer(serializers.Serializer):
     held = serializers.IntegerField(help_text="Held by a pause.")
     queued = serializers.IntegerField(help_text="Released: queued, sending or retrying.")
     sent = serializers.IntegerField()
+    delivered = serializers.IntegerField(help_text="Of those sent, delivered to the phone (from WhatsApp's receipts).")
+    read = serializers.IntegerField(help_text="Of those delivered, read (or played) by the recipient.")
     failed = serializers.IntegerField()
     cancelled = serializers.IntegerField()
     expired = serializers.IntegerField()
