@@ -1,8 +1,18 @@
 """The operator's view of replies, batches, keyword rules, opt-outs, raw webhook events and each instance's webhook."""
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from inbound import services
+from inbound import selectors, services
 from inbound.models import Batch, InboundMessage, InstanceWebhook, KeywordRule, OptOut, Receipt, WebhookEvent
+from messaging import services as messaging_services
+
+REPLY_PERMISSION = "messaging.add_outboundmessage"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -15,13 +25,75 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReplyForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), strip=False, label="Reply")
+    instance = forms.ChoiceField(help_text="The WhatsApp number it is sent from.")
+
+    def __init__(self, *args, instance: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instance"].choices = [(name, name) for name in settings.EVOLUTION_INSTANCES]
+        self.fields["instance"].initial = instance or settings.EVOLUTION_INSTANCE_NAME
+
+
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "phone", "push_name", "text", "message_type", "instance", "batch"]
+    list_display = ["received_at", "phone", "push_name", "text", "message_type", "instance", "batch", "conversation"]
     list_filter = ["instance", "message_type", ("received_at", admin.DateFieldListFilter)]
     search_fields = ["phone", "text", "push_name", "whatsapp_id"]
     list_select_related = ["batch"]
     date_hierarchy = "received_at"
+
+    @admin.display(description="conversation")
+    def conversation(self, message):
+        return format_html('<a href="{}">both ways</a>', conversation_url(message.phone))
+
+    def get_urls(self):
+        return [
+            path("conversation/<str:digits>/", self.admin_site.admin_view(self.conversation_view),
+                 name="inbound_conversation"),
+            *super().get_urls(),
+        ]
+
+    def conversation_view(self, request, digits: str):
+        """A phone's messages both ways, interleaved by time, and a reply sent through the one send path."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if not digits.isdigit() or len(digits) > 19:
+            raise Http404("Not a phone number.")
+        phone = f"+{digits}"
+        lines = selectors.conversation(phone=phone)
+        last_reply = next((line.message for line in reversed(lines) if not line.outbound), None)
+        may_reply = request.user.has_perm(REPLY_PERMISSION)
+        form = ReplyForm(instance=last_reply.instance if last_reply else "")
+        if request.method == "POST":
+            if not may_reply:
+                raise PermissionDenied
+            form = ReplyForm(request.POST)
+            if form.is_valid():
+                try:
+                    reply, _ = messaging_services.accept_message(
+                        phone=phone, text=form.cleaned_data["text"], instance=form.cleaned_data["instance"],
+                        created_by=request.user, source="admin:conversation",
+                    )
+                except ValidationError as error:
+                    for field, problems in error.message_dict.items():
+                        form.add_error(field if field in form.fields else None, problems)
+                else:
+                    self.message_user(request, f"Reply to {phone} queued as message #{reply.pk}.", messages.SUCCESS)
+                    return HttpResponseRedirect(conversation_url(phone))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Conversation with {phone}",
+            "opts": self.model._meta,
+            "phone": phone,
+            "lines": lines,
+            "form": form if may_reply else None,
+        }
+        return TemplateResponse(request, "admin/inbound/conversation.html", context)
+
+
+def conversation_url(phone: str) -> str:
+    return reverse("admin:inbound_conversation", args=[phone.lstrip("+")])
 
 
 class BatchMessageInline(admin.TabularInline):

@@ -1,8 +1,12 @@
 """Reads of inbound for other apps, the API and the admin. Campaigns ask ``is_opted_out`` before each send."""
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from inbound.models import InboundMessage, OptOut
+from messaging.models import OutboundMessage
 from messaging.phones import normalize_phone
 from messaging.selectors import phone_filter, visible_messages
 
@@ -21,6 +25,34 @@ def is_opted_out(phone: str) -> bool:
 def opted_out_phones(phones: list[str]) -> set[str]:
     """Which of ``phones`` (E.164) asked to hear no more: one query for a chunk of a campaign run."""
     return set(OptOut.objects.filter(phone__in=phones).values_list("phone", flat=True))
+
+
+@dataclass(frozen=True)
+class ConversationLine:
+    """One message of a conversation: ``outbound`` (ours, an OutboundMessage) or a reply (an InboundMessage)."""
+
+    at: datetime
+    outbound: bool
+    text: str
+    detail: str  # ours: its status, delivered/read; a reply: its type when it is not plain text
+    message: OutboundMessage | InboundMessage
+
+
+def conversation(*, phone: str, limit: int = 200) -> list[ConversationLine]:
+    """``phone``'s messages both ways, oldest first: the latest ``limit`` of each way, interleaved by time (ours by
+    when they were sent, or made when not sent yet; replies by when they arrived)."""
+    ours = OutboundMessage.objects.filter(phone=phone).order_by("-created_at", "-id")[:limit]
+    theirs = InboundMessage.objects.filter(phone=phone).order_by("-received_at", "-id")[:limit]
+    lines = [
+        ConversationLine(at=m.sent_at or m.created_at, outbound=True, text=m.text, message=m,
+                         detail=m.get_status_display() + (", read" if m.read_at else ", delivered" if m.delivered_at else ""))
+        for m in ours
+    ] + [
+        ConversationLine(at=m.received_at, outbound=False, text=m.text, message=m,
+                         detail="" if m.message_type in ("conversation", "extendedTextMessage") else m.message_type)
+        for m in theirs
+    ]
+    return sorted(lines, key=lambda line: line.at)
 
 
 def visible_inbound(*, user) -> QuerySet:

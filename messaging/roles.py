@@ -15,6 +15,10 @@ ROLES = {
         "view_outboundmessage",
         "view_sendattempt",
         "resend_outboundmessage",
+        # Replies (inbound/): what contacts wrote, their batches and opt-outs, and each contact's conversation.
+        "inbound.view_inboundmessage",
+        "inbound.view_batch",
+        "inbound.view_optout",
     ],
     "Operators": [
         "view_outboundmessage",
@@ -25,6 +29,10 @@ ROLES = {
         "send_now_outboundmessage",
         "schedule_outboundmessage",
         "requeue_outboundmessage",
+        # Replies: read them, and answer from a contact's conversation (add_outboundmessage).
+        "inbound.view_inboundmessage",
+        "inbound.view_batch",
+        "inbound.view_optout",
         # Campaigns (campaigns/): contacts, imports, campaigns and their runs; launch, pause, resume, cancel.
         *(f"campaigns.{action}_{model}" for action in ("view", "add", "change", "delete")
           for model in ("contact", "tag", "contactimport")),
