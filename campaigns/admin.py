@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from campaigns import contact_import, selectors, services, texts
 from campaigns.models import Campaign, Contact, ContactImport, ImportStatus, Tag
+from messaging.phones import normalize_phone
 
 
 @admin.register(Tag)
@@ -28,8 +29,19 @@ class TagAdmin(admin.ModelAdmin):
         return tag.contact_count
 
 
+class ContactForm(forms.ModelForm):
+    class Meta:
+        model = Contact
+        fields = "__all__"
+
+    def clean_phone(self):
+        # Stored as the import and the API store it: a run's messages trust a contact's phone (services.prepare_run).
+        return normalize_phone(self.cleaned_data.get("phone") or "")
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
+    form = ContactForm
     list_display = ["phone", "name", "tag_list", "opted_out_at", "opt_out_source"]
     list_filter = ["tags", ("opted_out_at", admin.EmptyFieldListFilter)]
     search_fields = ["phone", "name"]

@@ -375,7 +375,9 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                     "expires_at": expires_at,
                     "idempotency_key": idempotency.Key("campaign", f"run-{run.pk}:{contact_id}"),
                 })
-        for result in messaging.accept_messages(items=items, created_by=campaign.created_by, source=source):
+        for result in messaging.accept_messages(
+            items=items, created_by=campaign.created_by, source=source, phones_are_normalized=True,  # contacts' phones
+        ):
             if result.errors and "idempotency_key" not in result.errors:  # a concurrent trigger made it first
                 skipped[f"invalid {next(iter(result.errors))}"] += 1
         _follow_campaign_state(run)

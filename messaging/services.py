@@ -37,6 +37,7 @@ MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 BULK_MAX_MESSAGES = 1000
 _NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1, but tab, LF and CR
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # what normalize_phone returns
 
 
 # --- accepting -----------------------------------------------------------------------------------------------
@@ -51,6 +52,7 @@ def validate_message(
     expires_at: datetime | None = None,
     valid_for_seconds: int | None = None,
     callback_url: str | None = None,
+    phone_is_normalized: bool = False,
 ) -> dict:
     """Check a message the way every entry point must; return the cleaned values or raise ValidationError.
 
@@ -58,7 +60,9 @@ def validate_message(
     none of them can reach a database error. Errors are keyed by field (phone, text, instance, scheduled_at,
     expires_at, valid_for_seconds, callback_url). The cleaned values carry ``expires_at`` (None when the message
     never expires): ``valid_for_seconds`` counts from ``scheduled_at`` when there is one, else from now; and
-    ``callback_url`` ("" for none), where its status changes are POSTed (callbacks/).
+    ``callback_url`` ("" for none), where its status changes are POSTed (callbacks/). ``phone_is_normalized``:
+    the caller's phone is one ``normalize_phone`` already returned (a contact's stored phone), so when it has the
+    E.164 shape it is not parsed again: a third of a 100,000-message campaign's preparation.
     """
     errors: dict[str, list[str]] = {}
     cleaned: dict = {}
@@ -67,7 +71,9 @@ def validate_message(
             errors[field] = ["Not a valid string."]
         elif problem := _unstorable(value or ""):
             errors[field] = [problem]
-    if "phone" not in errors:
+    if "phone" not in errors and phone_is_normalized and _E164.fullmatch(phone or ""):
+        cleaned["phone"] = phone
+    elif "phone" not in errors:
         try:
             cleaned["phone"] = normalize_phone(phone)
         except ValidationError as error:
@@ -266,7 +272,8 @@ class BulkItemResult:
 
 
 def accept_messages(
-    *, items: Sequence[dict], created_by=None, source: str = "", one_request: bool = False
+    *, items: Sequence[dict], created_by=None, source: str = "", one_request: bool = False,
+    phones_are_normalized: bool = False,
 ) -> list[BulkItemResult]:
     """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
@@ -276,18 +283,22 @@ def accept_messages(
     are committed (the same guarantees as one message: row first, publish after commit). An item whose key was
     seen before returns that message with ``created=False``; one first used for another request is an error on
     its item, or, with ``one_request`` (the keys of one keyed bulk request), ``idempotency.KeyReused`` raised
-    before anything is written. Returns one result per item, in order.
+    before anything is written. ``phones_are_normalized``: every phone is ``normalize_phone``'s own output (see
+    ``validate_message``). Returns one result per item, in order.
     """
     if len(items) > BULK_MAX_MESSAGES:
         raise ValidationError({"messages": [f"Send at most {BULK_MAX_MESSAGES} messages per request."]})
+    options = dict(created_by=created_by, source=source, one_request=one_request, phones_are_normalized=phones_are_normalized)
     try:
-        return _accept_messages(items, created_by=created_by, source=source, one_request=one_request)
+        return _accept_messages(items, **options)
     except IntegrityError:
         # Another request stored one of these keys meanwhile: this time the lookup finds it.
-        return _accept_messages(items, created_by=created_by, source=source, one_request=one_request)
+        return _accept_messages(items, **options)
 
 
-def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_request: bool) -> list[BulkItemResult]:
+def _accept_messages(
+    items: Sequence[dict], *, created_by, source: str, one_request: bool, phones_are_normalized: bool
+) -> list[BulkItemResult]:
     earlier = idempotency.find_all_earlier([item["idempotency_key"] for item in items if item.get("idempotency_key")])
     results: list[BulkItemResult] = []
     accepted: list[OutboundMessage] = []
@@ -314,6 +325,7 @@ def _accept_messages(items: Sequence[dict], *, created_by, source: str, one_requ
                 phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
                 scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
                 valid_for_seconds=item.get("valid_for_seconds"), callback_url=item.get("callback_url"),
+                phone_is_normalized=phones_are_normalized,
             )
         except ValidationError as error:
             results.append(BulkItemResult(errors=error.message_dict))
