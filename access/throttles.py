@@ -5,12 +5,22 @@ DRF's own throttles keep each caller's request times as a list they read, change
 processes two requests can both read the old list and one is never counted, and at thousands a minute the list
 is a large value moved on every request. Here each caller has one counter per window, raised by an atomic
 increment. Anonymous requests are not counted: they reach only /health, the docs and the schema.
+
+When the cache cannot be reached (Redis down), requests are let through uncounted rather than refused: a
+throttle must not turn a Redis outage into 500s on POST /messages, which is still accepted (the row is the
+record; README "What happens when things fail").
 """
+import logging
 import time
 
 from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
+
+log = logging.getLogger("access")
+
+_WARN_EVERY_SECONDS = 60.0
+_last_warning = 0.0
 
 
 class CallerRateThrottle(SimpleRateThrottle):
@@ -28,14 +38,26 @@ class CallerRateThrottle(SimpleRateThrottle):
         now = time.time()
         window = int(now // self.duration)
         key = f"throttle:{self.scope}:{request.user.pk}:{window}"
-        cache.add(key, 0, timeout=self.duration + 1)
         try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between the two calls
-            cache.set(key, 1, timeout=self.duration + 1)
-            count = 1
+            cache.add(key, 0, timeout=self.duration + 1)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the window's key expired between the two calls
+                cache.set(key, 1, timeout=self.duration + 1)
+                count = 1
+        except Exception as error:  # the cache is unreachable: let the request through, uncounted
+            _warn(f"API throttle not counted, cache unavailable: {type(error).__name__}: {error}")
+            return True
         self.retry_after = (window + 1) * self.duration - now
         return count <= self.num_requests
 
     def wait(self):
         return self.retry_after
+
+
+def _warn(text: str) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning > _WARN_EVERY_SECONDS:
+        _last_warning = now
+        log.warning(text)
