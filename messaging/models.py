@@ -158,9 +158,10 @@ class OutboundMessageQuerySet(models.QuerySet):
         )
 
     def insert_many(self, messages: list) -> None:
-        """Store new messages as ``bulk_create`` does (their pks set), on PostgreSQL in one COPY: a campaign's
-        100,000 rows cost a tenth of the time the INSERTs' per-value compiling and quoting takes. Every value is
-        the Python one, so a field's ``default`` applies and its ``db_default`` is never needed."""
+        """Store new messages as ``bulk_create`` does (their pks set), on PostgreSQL in one COPY: 33 ms per 1,000
+        rows instead of the INSERT's 72 (bench/campaign_fanout.py's machine), most of which was Django compiling
+        and quoting each value. Every value is the Python one, so a field's ``default`` applies and its
+        ``db_default`` is never needed."""
         connection = connections[self.db]
         if connection.vendor != "postgresql" or not messages:
             self.bulk_create(messages)
