@@ -39,12 +39,7 @@ class CallerRateThrottle(SimpleRateThrottle):
         window = int(now // self.duration)
         key = f"throttle:{self.scope}:{request.user.pk}:{window}"
         try:
-            cache.add(key, 0, timeout=self.duration + 1)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # the window's key expired between the two calls
-                cache.set(key, 1, timeout=self.duration + 1)
-                count = 1
+            count = _count(key, ttl=self.duration + 1)
         except Exception as error:  # the cache is unreachable: let the request through, uncounted
             _warn(f"API throttle not counted, cache unavailable: {type(error).__name__}: {error}")
             return True
@@ -53,6 +48,25 @@ class CallerRateThrottle(SimpleRateThrottle):
 
     def wait(self):
         return self.retry_after
+
+
+def _count(key: str, *, ttl: int) -> int:
+    """Raise and return the window's counter. On Redis one round trip (INCR and EXPIRE in one pipeline, through
+    the cache's own pool); Django's cache API takes two commands and builds a Redis client object for each."""
+    redis_cache = getattr(cache, "_cache", None)
+    if hasattr(redis_cache, "get_client"):
+        client = redis_cache.get_client(write=True)
+        pipe = client.pipeline(transaction=False)
+        full_key = cache.make_and_validate_key(key)
+        pipe.incr(full_key)
+        pipe.expire(full_key, ttl, nx=True)
+        return pipe.execute()[0]
+    cache.add(key, 0, timeout=ttl)  # the local-memory cache of the embedded mode: one process, no races
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window's key expired between the two calls
+        cache.set(key, 1, timeout=ttl)
+        return 1
 
 
 def _warn(text: str) -> None:
