@@ -337,7 +337,8 @@ else:  # embedded mode: no Redis, and one web process
 # ADMIN_LOGIN_LOCKOUT_MINUTES, even with the right password; a successful login clears its failures.
 AUTHENTICATION_BACKENDS = [
     "access.backends.LoginLockoutBackend",  # first: refuses a locked-out pair before any password hashing
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend with each user's permission set kept in the shared cache (access/permission_cache.py).
+    "access.permission_cache.CachedPermissionsBackend",
 ]
 AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT") or 5)
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("ADMIN_LOGIN_LOCKOUT_MINUTES") or 15))

@@ -152,7 +152,7 @@ def test_health_details_are_for_staff_sessions_and_tokens_only(client, sandbox_s
     assert staff_by_token["evolution"]["detail"] == 'instance "console" is open'
     assert all("latency_ms" in check for check in staff_by_token.values())
 
-    client.force_login(people["staff"], backend="django.contrib.auth.backends.ModelBackend")  # as the admin logs in
+    client.force_login(people["staff"], backend="access.permission_cache.CachedPermissionsBackend")  # as the admin logs in
     assert checks()["database"]["detail"] == "postgresql"
 
 
