@@ -25,8 +25,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The development database (make dev's first step); production migrates in compose's one-shot migrate service.
 migrate: install
-	$(BIN)/python manage.py migrate --noinput
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
 # Web on :8000, worker, beat and the Evolution sandbox on :8081. With no DATABASE_URL/REDIS_URL it is
 # all embedded (SQLite and a filesystem broker under var/); set them to use PostgreSQL and Redis.

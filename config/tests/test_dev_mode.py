@@ -40,6 +40,22 @@ def test_make_dev_does_not_hand_the_production_env_file_to_its_processes(tmp_pat
     assert processes_env["DJANGO_DEBUG"] == "true"
 
 
+def test_make_devs_first_steps_run_on_a_fresh_machine_with_no_environment(tmp_path):
+    # No key, no DEBUG, no database or broker: the embedded default. The settings refuse to start without a key
+    # when DEBUG is off, so every step make dev runs before honcho must run as development.
+    dry_run = subprocess.run(["make", "-n", "dev"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    steps = [line for line in dry_run.stdout.splitlines() if "manage.py" in line]
+    assert any("migrate" in step for step in steps) and any("bootstrap_console" in step for step in steps)
+    unset = {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    env["CONSOLE_VAR_DIR"] = str(tmp_path / "var")
+
+    for step in steps:
+        done = subprocess.run(["bash", "-c", step], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{step}\n{done.stderr[-2000:]}"
+    assert (tmp_path / "var" / "console.sqlite3").exists()
+
+
 def test_the_embedded_broker_keeps_its_exchange_table_under_var(tmp_path):
     # kombu's filesystem transport writes its exchange table to "control" relative to the current directory
     # unless told otherwise: a `control/` folder, with the host name in it, appeared at the repository's root.
