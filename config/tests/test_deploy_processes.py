@@ -34,10 +34,11 @@ class Processes:
     def __init__(self, directory: Path, env: dict):
         self.directory, self.env, self.running = directory, env, []
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+    def start(self, name: str, command: list[str], **extra_env: str) -> subprocess.Popen:
         log = open(self.directory / f"{name}.log", "w")
         process = subprocess.Popen(
-            command, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=BASE_DIR, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.running.append((process, log))
         return process

@@ -21,6 +21,7 @@ from django.db import connection
 from access.models import ApiClient
 from config.celery import app
 from config.tests.test_deploy import dockerfile_cmd
+from config.tests.test_deploy_processes import Processes
 from messaging import heartbeats, maintenance, services
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from tests_support import ROOT, database_url_of_the_test_database, free_port, wait_for
@@ -30,29 +31,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-class Workers:
+class Workers(Processes):
     """`celery -A config worker` subprocesses, as compose runs them (threads pool), output in files."""
 
-    def __init__(self, directory: Path, env: dict):
-        self.directory, self.env, self.running = directory, env, []
-
     def start(self, name: str, **extra_env) -> subprocess.Popen:
-        log = open(self.directory / f"{name}.log", "w")
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "transactional_messages,bulk_messages",
             "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO", "--hostname", f"{name}-{uuid.uuid4().hex[:6]}@test",
             "--without-gossip", "--without-mingle",
         ]
-        process = subprocess.Popen(
-            command, cwd=ROOT, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.running.append((process, log))
-        return process
-
-    def output(self, name: str) -> str:
-        return (self.directory / f"{name}.log").read_text(errors="replace")
+        return super().start(name, command, **extra_env)
 
     def stop_all(self) -> None:
+        # Killed outright: a worker still waiting on a held send would only make the test wait for it.
         for process, log in self.running:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
