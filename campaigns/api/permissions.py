@@ -8,37 +8,36 @@ LAUNCH = "campaigns.launch_campaign"
 CONTROL = "campaigns.control_campaign"  # pause, resume, cancel
 
 
-class CampaignPermission(BasePermission):
+class ReadWritePermission(BasePermission):
+    """Every permission in ``read`` for GET and HEAD, every one in ``write`` for anything else."""
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        needed = self.read if request.method in SAFE_METHODS else self.write
+        return all(user.has_perm(permission) for permission in needed)
+
+
+class CampaignPermission(ReadWritePermission):
     """GET needs to see campaigns; POST needs to create and launch them."""
 
     message = "You do not have permission to do this with campaigns."
-
-    def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        if request.method in SAFE_METHODS:
-            return user.has_perm(VIEW)
-        return user.has_perm(ADD) and user.has_perm(LAUNCH)
+    read = (VIEW,)
+    write = (ADD, LAUNCH)
 
 
-class CampaignControlPermission(BasePermission):
+class CampaignControlPermission(ReadWritePermission):
     message = "You do not have permission to pause, resume or cancel campaigns."
-
-    def has_permission(self, request, view):
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm(CONTROL) and user.has_perm(VIEW))
+    read = write = (CONTROL, VIEW)
 
 
-class ContactImportPermission(BasePermission):
+class ContactImportPermission(ReadWritePermission):
     """GET needs to see imports; POST needs to import contacts (add and merge them)."""
 
     message = "You do not have permission to import contacts."
-
-    def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        if request.method in SAFE_METHODS:
-            return user.has_perm("campaigns.view_contactimport")
-        return all(user.has_perm(f"campaigns.{perm}") for perm in ("add_contactimport", "add_contact", "change_contact"))
+    read = ("campaigns.view_contactimport",)
+    write = ("campaigns.add_contactimport", "campaigns.add_contact", "campaigns.change_contact")
