@@ -31,6 +31,7 @@ log = logging.getLogger("callbacks")
 SIGNATURE_HEADER = "X-Console-Signature"
 PERMANENT_HTTP_ERRORS = range(400, 500)
 RETRYABLE_4XX = (408, 429)  # the endpoint may take it later
+MAX_RESEND_HOPS = 20  # a resend of a resend of ...: how far back the sender is looked for
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -84,9 +85,9 @@ def deliver_pending(*, message_id: int) -> float | None:
 
 def _attempt(delivery: CallbackDelivery, *, number: int) -> None:
     message = OutboundMessage.objects.filter(pk=delivery.message_id).values(
-        "phone", "instance", "last_error", "created_by_id", "sent_at", "finished_at").first()
+        "phone", "instance", "last_error", "created_by_id", "resend_of_id", "sent_at", "finished_at").first()
     body = (delivery.body or _body_of(delivery, message)).encode()
-    secret = ApiClient.objects.filter(user_id=message["created_by_id"]).values_list("callback_secret", flat=True).first()
+    secret = signing_secret(message)
     attempt = CallbackAttempt.objects.create(delivery=delivery, number=number)
     started = time.monotonic()
     status_code, error, retryable = None, "", False
@@ -124,6 +125,19 @@ def _attempt(delivery: CallbackDelivery, *, number: int) -> None:
         mine.update(state=DeliveryState.GAVE_UP, finished_at=now, claimed_until=None, last_error=error)
         log.error("message=%s status=%s callback attempt=%s failed for good: %s", delivery.message_id,
                   delivery.status, number, error)
+
+
+def signing_secret(message: dict) -> str | None:
+    """The callback secret of the API client the message is for: its sender's, or, for an operator's resend
+    (which keeps the original's callback_url), the sender's of the message it resends. None when no client."""
+    for _ in range(MAX_RESEND_HOPS):
+        secret = ApiClient.objects.filter(user_id=message["created_by_id"]).values_list("callback_secret", flat=True).first()
+        if secret or message["resend_of_id"] is None:
+            return secret
+        message = OutboundMessage.objects.filter(pk=message["resend_of_id"]).values("created_by_id", "resend_of_id").first()
+        if message is None:  # the original was purged: nobody to sign for
+            return None
+    return None
 
 
 def _body_of(delivery: CallbackDelivery, message: dict) -> str:

@@ -112,6 +112,8 @@ class Campaign(models.Model):
     valid_for_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Messages of a run not sent this long after it starts expire, never sent."
     )
+    # Each run's messages carry it: their status changes are POSTed there, signed (callbacks/). API clients only.
+    callback_url = models.URLField(max_length=500, blank=True, default="", db_default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

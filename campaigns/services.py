@@ -98,7 +98,7 @@ def create_campaign(
     *, name: str, text: str, instance: str | None = None, audience: str | None = None,
     recipients: list[dict] | None = None, scheduled_at: datetime | None = None, rate_per_minute: int = 20,
     time_zone: str = "UTC", quiet_hours: tuple | None = None, valid_for_seconds: int | None = None,
-    recurrence: dict | None = None, created_by=None,
+    recurrence: dict | None = None, created_by=None, callback_url: str = "",
 ) -> Campaign:
     """A draft campaign (``launch_campaign`` schedules it). ``audience`` is a tag name; ``recipients`` are
     ``{"phone", ...fields}`` made or merged into contacts; ``recurrence`` is ``{"crontab": "0 9 * * *"}`` or
@@ -106,7 +106,7 @@ def create_campaign(
     instance = instance or settings.EVOLUTION_INSTANCE_NAME
     campaign = Campaign(
         name=name, text=text, instance=instance, scheduled_at=scheduled_at, rate_per_minute=rate_per_minute,
-        time_zone=time_zone, valid_for_seconds=valid_for_seconds, created_by=created_by,
+        time_zone=time_zone, valid_for_seconds=valid_for_seconds, created_by=created_by, callback_url=callback_url or "",
         quiet_hours_start=quiet_hours[0] if quiet_hours else None, quiet_hours_end=quiet_hours[1] if quiet_hours else None,
     )
     if audience:
@@ -372,7 +372,7 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                     continue
                 items.append({
                     "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
-                    "expires_at": expires_at,
+                    "expires_at": expires_at, "callback_url": campaign.callback_url,
                     "idempotency_key": idempotency.Key("campaign", f"run-{run.pk}:{contact_id}"),
                 })
         for result in messaging.accept_messages(

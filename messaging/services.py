@@ -649,6 +649,7 @@ def resend_message(*, message_id: int, created_by=None) -> ResendOutcome:
             idempotency_key=idempotency.resend_key(original.pk),
             created_by=created_by,
             resend_of=original,
+            callback_url=original.callback_url,  # its integrator hears of the copy too (signed as the original's)
         )
     except ValidationError as error:  # e.g. its instance is no longer configured
         return ResendOutcome(message_id, None, False, "; ".join(error.messages))

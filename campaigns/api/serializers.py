@@ -1,3 +1,4 @@
+from django.core.validators import URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -32,6 +33,14 @@ class CampaignCreateSerializer(serializers.Serializer):
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
     valid_for_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=315360000)
     draft = serializers.BooleanField(required=False, default=False, help_text="Store it without launching it.")
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=500,
+        validators=[URLValidator(schemes=["http", "https"],
+                                 message="Enter an http or https URL, e.g. https://example.com/whatsapp-status.")],
+        help_text="http(s) address each status change of every run's messages (sent, delivered, read, failed, "
+                  "expired) is POSTed to, signed with the API client's callback secret (X-Console-Signature), as "
+                  "for POST /messages. API clients only.",
+    )
 
 
 class RunSerializer(serializers.Serializer):
@@ -67,7 +76,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "success", "id", "name", "status", "instance", "text", "audience", "scheduled_at", "next_run_at",
             "recurrence", "rate_per_minute", "time_zone", "quiet_hours_start", "quiet_hours_end",
-            "valid_for_seconds", "created_at", "runs",
+            "valid_for_seconds", "callback_url", "created_at", "runs",
         ]
 
     def get_success(self, campaign) -> bool:

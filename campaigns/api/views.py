@@ -20,7 +20,7 @@ from campaigns.api.serializers import (
 )
 from campaigns.models import Campaign, ContactImport, ImportStatus
 from messaging.api.schema import error
-from messaging.api.views import Conflict
+from messaging.api.views import Conflict, require_callback_secret
 
 log = logging.getLogger("campaigns.api")
 
@@ -50,6 +50,8 @@ class CampaignCreateView(APIView):
             return invalid(body.errors)
         data = body.validated_data
         log.info("POST /campaigns received user=%s", request.user.pk)
+        if data.get("callback_url"):
+            require_callback_secret(request.user)  # its callbacks are signed with the client's secret
         try:
             campaign = self._create(data, request.user)
         except DjangoValidationError as error:
@@ -65,7 +67,7 @@ class CampaignCreateView(APIView):
                 rate_per_minute=data["rate_per_minute"], time_zone=data["time_zone"],
                 quiet_hours=(quiet["start"], quiet["end"]) if quiet else None,
                 valid_for_seconds=data.get("valid_for_seconds"), recurrence=data.get("recurrence") or None,
-                created_by=user,
+                created_by=user, callback_url=data.get("callback_url", ""),
             )
             if not data["draft"]:
                 services.launch_campaign(campaign_id=campaign.pk)
