@@ -30,6 +30,7 @@ from inbound.models import (
     Receipt,
     WebhookEvent,
 )
+from messaging import metrics
 from messaging import services as messaging_services
 from messaging.idempotency import Key
 from messaging.models import OutboundMessage
@@ -168,16 +169,19 @@ def apply_receipts(*, instance: str, evolution_message_id: str) -> bool:
     for status, at in Receipt.objects.filter(instance=instance, evolution_message_id=evolution_message_id).values_list(
         "status", "at"
     ):
+        # A read message was delivered, at the latest when it was read: a read that comes first sets both (and
+        # counts in both metrics), with only "read" told to the callback_url.
+        delivered = OutboundMessage.objects.record_delivered(
+            instance=instance, evolution_message_id=evolution_message_id, at=at
+        )
         if status in webhooks.READ_STATUSES:
             told = "read"
             changed = OutboundMessage.objects.record_read(instance=instance, evolution_message_id=evolution_message_id, at=at)
         else:
-            told = "delivered"
-            changed = OutboundMessage.objects.record_delivered(
-                instance=instance, evolution_message_id=evolution_message_id, at=at
-            )
+            told, changed = "delivered", delivered
         if changed:
             _announce_receipt(instance=instance, evolution_message_id=evolution_message_id, status=told, at=at)
+        metrics.receipt_applied(instance=instance, delivered=int(delivered), read=int(changed and told == "read"))
         moved |= changed
     return moved
 

@@ -32,6 +32,9 @@ COUNTERS = {
     "console_messages_sent": ("Messages that reached the sent state.", ("instance",)),
     "console_messages_failed": ("Messages that failed for good, by the last error's kind.", ("instance", "reason")),
     "console_messages_expired": ("Messages that expired before they could be sent (never sent).", ("instance",)),
+    # From WhatsApp's receipts (inbound/): a read message counts as delivered too, once, whichever receipt came first.
+    "console_messages_delivered": ("Sent messages WhatsApp confirmed delivered to the phone.", ("instance",)),
+    "console_messages_read": ("Sent messages the recipient read (or played).", ("instance",)),
     "console_send_attempts": ("Tries at Evolution API, by outcome.", ("instance", "outcome")),
 }
 HISTOGRAM = "console_send_duration_seconds"
@@ -52,6 +55,17 @@ def message_accepted(*, instance: str, count: int = 1) -> None:
 
 def messages_expired(*, instance: str, count: int = 1) -> None:
     _write({_field("console_messages_expired", {"instance": instance}): count}, {})
+
+
+def receipt_applied(*, instance: str, delivered: int = 0, read: int = 0) -> None:
+    """Receipts moved ``delivered`` messages to delivered and ``read`` to read (each message once per state)."""
+    fields = {}
+    if delivered:
+        fields[_field("console_messages_delivered", {"instance": instance})] = delivered
+    if read:
+        fields[_field("console_messages_read", {"instance": instance})] = read
+    if fields:
+        _write(fields, {})
 
 
 def attempt_finished(

@@ -11,7 +11,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
-from messaging import services
+from messaging import metrics, services
 from messaging.models import MessageStatus
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -196,3 +196,51 @@ def test_metrics_survive_ssl_redirect(client, metrics_settings, db):
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
     assert client.get("/messages").status_code == 301
 
+
+
+def post_receipt(client, key_id: str, status: str) -> None:
+    """A messages.update as Evolution posts it, through the receiver, and the work its task does."""
+    from evolution.webhooks import SECRET_HEADER
+    from inbound import services as inbound_services
+    from inbound.models import WebhookEvent
+    from inbound.tests.support import receipt
+
+    answer = client.post("/webhooks/evolution/console", receipt(key_id, status), content_type="application/json",
+                         headers={SECRET_HEADER: inbound_services.secret_for("console")})
+    assert answer.status_code == 200, answer.content
+    inbound_services.process_event(event_id=WebhookEvent.objects.get(pk=answer.json()["id"]).pk)
+
+
+@pytest.mark.django_db
+def test_receipts_count_each_message_delivered_once_and_read_once(client, metrics_settings):
+    from django.utils import timezone
+
+    from messaging.models import OutboundMessage
+
+    def sent(key_id: str) -> OutboundMessage:
+        return OutboundMessage.objects.create(phone="+5511987654321", text="hi", instance="console", status="sent",
+                                              evolution_message_id=key_id, sent_at=timezone.now())
+
+    sent("3EB0METRICS000000001"), sent("3EB0METRICS000000002")
+    post_receipt(client, "3EB0METRICS000000001", "DELIVERY_ACK")
+    post_receipt(client, "3EB0METRICS000000001", "READ")
+    post_receipt(client, "3EB0METRICS000000001", "DELIVERY_ACK")  # late: changes nothing
+    post_receipt(client, "3EB0METRICS000000002", "PLAYED")  # read with no delivery receipt: delivered too
+    post_receipt(client, "3EB0NOTOURS000000000", "READ")  # not a message of ours
+
+    samples = scrape(client)
+    assert value(samples, "console_messages_delivered_total", instance="console") == 2
+    assert value(samples, "console_messages_read_total", instance="console") == 2
+
+
+def test_receipt_counts_from_another_process_add_up_in_one_scrape(client, metrics_settings, db):
+    env = {**os.environ, "METRICS_KEY_PREFIX": metrics_settings.METRICS_KEY_PREFIX, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    code = ("import django; django.setup(); from messaging import metrics; "
+            "metrics.receipt_applied(instance='console', delivered=1, read=1)")
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, check=True, timeout=60)
+    metrics.receipt_applied(instance="console", delivered=1)
+
+    samples = scrape(client)
+    assert value(samples, "console_messages_delivered_total", instance="console") == 3
+    assert value(samples, "console_messages_read_total", instance="console") == 2
