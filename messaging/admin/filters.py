@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import Exists, OuterRef
 
 from messaging.dashboard.queries import recent_failure_kinds
-from messaging.models import AttemptOutcome, SendAttempt
+from messaging.models import AttemptOutcome, MessageStatus, SendAttempt
 
 FAILED_ATTEMPT_OUTCOMES = (AttemptOutcome.TEMPORARY_ERROR, AttemptOutcome.PERMANENT_ERROR, AttemptOutcome.INTERRUPTED)
 
@@ -62,6 +62,30 @@ class FailedAttemptsFilter(admin.SimpleListFilter):
             return queryset
         failed = SendAttempt.objects.filter(message=OuterRef("pk"), outcome__in=FAILED_ATTEMPT_OUTCOMES)
         return queryset.filter(Exists(failed)) if self.value() == "yes" else queryset.exclude(Exists(failed))
+
+
+class ReceiptFilter(admin.SimpleListFilter):
+    """What WhatsApp's receipts said of a message (inbound/): ``delivered`` (read ones included, as a read message
+    was delivered), ``read``, ``unread`` (delivered, not read yet) or ``none`` (sent, no receipt yet)."""
+
+    title = "receipt"
+    parameter_name = "receipt"
+
+    def lookups(self, request, model_admin):
+        return [("delivered", "Delivered (or read)"), ("read", "Read"), ("unread", "Delivered, not read"),
+                ("none", "Sent, no receipt yet")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "delivered":
+            return queryset.filter(delivered_at__isnull=False)
+        if value == "read":
+            return queryset.filter(read_at__isnull=False)
+        if value == "unread":
+            return queryset.filter(delivered_at__isnull=False, read_at__isnull=True)
+        if value == "none":
+            return queryset.filter(status=MessageStatus.SENT, delivered_at__isnull=True)
+        return queryset
 
 
 class FailureReasonFilter(admin.SimpleListFilter):

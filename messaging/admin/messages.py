@@ -14,7 +14,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from messaging import idempotency, maintenance, selectors, services
-from messaging.admin.filters import CampaignFilter, FailedAttemptsFilter, FailureReasonFilter, InstanceFilter
+from messaging.admin.filters import (
+    CampaignFilter, FailedAttemptsFilter, FailureReasonFilter, InstanceFilter, ReceiptFilter,
+)
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
 from messaging.admin.guards import ChangelistGuards
 from messaging.admin.read_only import ReadOnly
@@ -121,7 +123,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     ]
     list_display_links = ["id", "phone"]
     # The campaign column and filter read the message's own ``source``: nothing to join, no import of campaigns.
-    list_filter = ["status", InstanceFilter, CampaignFilter, ("created_at", admin.DateFieldListFilter),
+    list_filter = ["status", ReceiptFilter, InstanceFilter, CampaignFilter, ("created_at", admin.DateFieldListFilter),
                    FailedAttemptsFilter, FailureReasonFilter]
     list_select_related = []  # every column reads the message row itself: nothing to join yet
     search_fields = ["phone", "text", "evolution_message_id"]  # how is decided in selectors.search_messages
@@ -141,7 +143,8 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
         (None, {"fields": ["status_badge", "phone", "instance", "text", "scheduled_at", "expires_at", "created_at",
                            "created_by"]}),
         ("Sending", {"fields": ["attempt_count", "next_attempt_at", "celery_task", "last_error_kind", "last_error"]}),
-        ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at"]}),
+        ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at", "delivered_at", "read_at",
+                                 "callback_url"]}),
         ("History", {"fields": ["resend_of_link", "resends_links", "idempotency_key", "updated_at"]}),
     ]
     compose_fieldsets = [(None, {"fields": ["phone", "instance", "text", "scheduled_at", "expires_at",
@@ -151,7 +154,12 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, message):
-        return status_badge(message.status, message.get_status_display())
+        badge = status_badge(message.status, message.get_status_display())
+        # What WhatsApp's receipts said since (inbound/): the message stays "sent", its phone got it, then read it.
+        receipt, at = ("read", message.read_at) if message.read_at else ("delivered", message.delivered_at)
+        if at is None:
+            return badge
+        return format_html('{}<br><span class="msg-receipt" title="{} {}">{}</span>', badge, receipt, precise_time(at), receipt)
 
     @admin.display(description="text")
     def text_preview(self, message):
@@ -385,7 +393,20 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
             extra_context["title"] = f"Message #{message.pk} to {message.phone}"
             extra_context["message_buttons"] = self.buttons_for(request, message)
             extra_context["message_status"] = message.status
+            extra_context["message_links"] = self.links_for(request, message)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def links_for(self, request, message) -> list[dict]:
+        """Where else this message shows: its contact's conversation (inbound/) and its status callbacks
+        (callbacks/), for those who may read them. By URL name: messaging imports neither app."""
+        links = []
+        if request.user.has_perm("inbound.view_inboundmessage"):
+            url = reverse("admin:inbound_conversation", args=[message.phone.lstrip("+")])
+            links.append({"id": "msg-conversation", "label": "Conversation", "url": url})
+        if message.callback_url and request.user.has_perm("callbacks.view_callbackdelivery"):
+            url = reverse("admin:callbacks_callbackdelivery_changelist") + f"?message__id__exact={message.pk}"
+            links.append({"id": "msg-callbacks", "label": "Status callbacks", "url": url})
+        return links
 
     def message_button_view(self, request, object_id: int, action: str):
         if request.method != "POST":

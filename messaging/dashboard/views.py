@@ -19,6 +19,11 @@ def changelist_url(**filters) -> str:
     return reverse("admin:messaging_outboundmessage_changelist") + ("?" + urlencode(filters) if filters else "")
 
 
+def rate(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage for the page ("97.5%"); "—" when nothing was sent."""
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
 def dashboard_page(request, model_admin) -> TemplateResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
@@ -52,6 +57,20 @@ def dashboard_context(now) -> dict:
          "url": changelist_url(created_at__gte=since[name].isoformat())}
         for name, _ in queries.WINDOWS
     ]
+    receipts = queries.receipt_counts(now=now)
+    receipt_rows = [
+        {
+            "label": label,
+            "cells": [
+                {"count": receipts[name][figure],
+                 "rate": rate(receipts[name][figure], receipts[name]["sent"]) if figure != "sent" else None,
+                 "url": changelist_url(status="sent", finished_at__gte=since[name].isoformat(),
+                                       **({"receipt": figure} if figure != "sent" else {}))}
+                for name, _ in queries.WINDOWS
+            ],
+        }
+        for figure, label in (("sent", "Sent"), ("delivered", "Delivered"), ("read", "Read"))
+    ]
     day_ago = (now - timedelta(days=1)).isoformat()
     reasons = [
         {**row, "url": changelist_url(status="failed", last_error_kind=row["last_error_kind"], finished_at__gte=day_ago)}
@@ -62,6 +81,7 @@ def dashboard_context(now) -> dict:
         "windows": [name for name, _ in queries.WINDOWS],
         "status_rows": status_rows,
         "totals": totals,
+        "receipt_rows": receipt_rows,
         "waiting": [
             {"status": status, "count": count, "url": changelist_url(status=status)}
             for status, count in selectors.in_flight_counts().items()
