@@ -7,6 +7,7 @@ urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("inbound.urls")),  # before messaging's catch-all too
+    path("", include("callbacks.urls")),
     path("", include("campaigns.api.urls")),  # before messaging's, whose last route answers every other path
     path("", include("messaging.api.urls")),
 ]

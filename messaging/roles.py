@@ -1,9 +1,12 @@
 """The operator roles, as Django groups with permissions, so access is granted in the admin like any other.
 
-- Support: sees messages and their attempts, and can resend one. Cannot cancel, send early or compose.
+- Support: sees messages and their attempts, and can resend one. Cannot cancel, send early or compose. Reads
+  replies, each contact's conversation, batches, opt-outs and the status callbacks told to integrators.
 - Operators: everything on messages: compose and schedule, send now, cancel, resend, run the stuck-work sweep.
+  Replies from a conversation, edits the keyword rules, opts a contact back in, registers the webhook; campaigns.
 - API clients: the machines of access/ (one user each): send and schedule, and see only their own messages,
-  since they lack view_outboundmessage. Grant a client more by adding it to another role.
+  since they lack view_outboundmessage, and so only the replies of the phones they sent to (GET /inbound) and
+  the status callbacks of their own messages (GET /callbacks). Grant a client more by adding it to another role.
 The same permissions hold in the admin and the API (messaging/api/permissions.py).
 Superusers have every permission. ``ensure_roles`` runs after every ``migrate`` (see MessagingConfig.ready).
 """
@@ -19,6 +22,9 @@ ROLES = {
         "inbound.view_inboundmessage",
         "inbound.view_batch",
         "inbound.view_optout",
+        # Status callbacks (callbacks/): what was told to each integrator's callback_url, and each POST.
+        "callbacks.view_callbackdelivery",
+        "callbacks.view_callbackattempt",
     ],
     "Operators": [
         "view_outboundmessage",
@@ -29,10 +35,20 @@ ROLES = {
         "send_now_outboundmessage",
         "schedule_outboundmessage",
         "requeue_outboundmessage",
-        # Replies: read them, and answer from a contact's conversation (add_outboundmessage).
+        # Replies: read them, and answer from a contact's conversation (add_outboundmessage); the keyword rules
+        # (STOP, automatic answers); deleting an opt-out opts the contact back in; the raw events, receipts and
+        # each instance's webhook, and registering it.
         "inbound.view_inboundmessage",
         "inbound.view_batch",
         "inbound.view_optout",
+        "inbound.delete_optout",
+        *(f"inbound.{action}_keywordrule" for action in ("view", "add", "change", "delete")),
+        "inbound.view_webhookevent",
+        "inbound.view_receipt",
+        "inbound.view_instancewebhook",
+        "inbound.register_instancewebhook",
+        "callbacks.view_callbackdelivery",
+        "callbacks.view_callbackattempt",
         # Campaigns (campaigns/): contacts, imports, campaigns and their runs; launch, pause, resume, cancel.
         *(f"campaigns.{action}_{model}" for action in ("view", "add", "change", "delete")
           for model in ("contact", "tag", "contactimport")),
