@@ -11,6 +11,10 @@ re-published with that countdown, no attempt spent. Reservations look at most HO
 countdown waits in a worker's memory, see field notes): beyond that the caller just comes back later. Bulk sends
 reserve only a short way ahead, so a transactional message finds a slot soon even behind a long bulk backlog.
 EVOLUTION_SEND_JITTER_SECONDS adds a random extra gap after each send, so the pace does not look machine-made.
+
+Slots are exact, but a deferred task can wake late (a busy worker's timer); a late send followed by an on-time one
+would reach Evolution closer together than the pace. So a send also passes a spacing check as it starts
+(``spacing_wait``): any two sends of an instance, on any host, start at least SPACING_SHARE of the interval apart.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ from evolution.shared_state import redis_client
 
 log = logging.getLogger(__name__)
 
+# Not the whole interval: slots are exactly one interval apart, so a full-interval check would carry one late
+# send's delay over to every send after it; at 90% each later send wins back a tenth of an interval.
+SPACING_SHARE = 0.9
 HOLD_SECONDS = 30.0  # the furthest a transactional send reserves ahead
 BULK_HOLD_INTERVALS = 2  # bulk reserves at most this many sends ahead of now
 
@@ -45,6 +52,20 @@ end
 local gap = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], slot + gap, 'PX', slot + gap - now + 60000)
 return {1, slot - now}
+"""
+
+# KEYS[1]: when the instance's last send started (ms). ARGV[1]: the least gap between two sends (ms).
+# Returns how long to wait (ms) before this send may start; 0: it may, and it is now the last send.
+_SPACE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local gap = tonumber(ARGV[1])
+if now - last < gap then
+  return gap - (now - last)
+end
+redis.call('SET', KEYS[1], now, 'PX', gap + 1000)
+return 0
 """
 
 
@@ -90,6 +111,20 @@ def reserve(instance: str, *, bulk: bool) -> Slot:
         log.warning("instance=%s pacing unavailable (%s); sends wait", instance, error)
         return Slot(interval, False)
     return Slot(wait_ms / 1000, bool(reserved))
+
+
+def spacing_wait(instance: str) -> float:
+    """Seconds before a send of ``instance`` may start; 0.0 means start now (and it is recorded as the last)."""
+    interval = interval_for(instance)
+    client = redis_client() if interval is not None else None
+    if client is None:
+        return 0.0
+    try:
+        wait_ms = client.eval(_SPACE, 1, f"{settings.PACING_KEY_PREFIX}:{instance}:last", int(interval * SPACING_SHARE * 1000))
+    except Exception as error:  # the slot was reserved; without Redis, keeping it is the best left to do
+        log.warning("instance=%s spacing check unavailable (%s); sending in its slot", instance, error)
+        return 0.0
+    return wait_ms / 1000
 
 
 _warned: set[str] = set()

@@ -385,12 +385,12 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
     message = OutboundMessage.objects.get(pk=message_id)
+    client = get_client()  # before the pace's spacing check: a process's first send builds the client
     hold = _hold(message, paced_until)
     if hold is not None:
         return hold
     attempt = SendAttempt.objects.start(message=message, task_id=task_id, worker=heartbeats.current_worker())
     must_reconcile = attempt.number > 1 and SendAttempt.objects.maybe_sent(message_id=message.pk, number=attempt.number - 1)
-    client = get_client()
     checked = False
     try:
         found = None
@@ -441,14 +441,30 @@ def _hold(message: OutboundMessage, paced_until: float | None) -> SendOutcome | 
     if reason is not None:
         return _defer(message, instances.PAUSE_RECHECK_SECONDS, None, f"instance paused: {reason}")
     if paced_until is not None and time.time() >= paced_until - 0.05:
-        return None  # this send's slot, reserved when it was deferred, has come
+        return _spaced(message)  # this send's slot, reserved when it was deferred, has come
     slot = throttle.reserve(message.instance, bulk=message.priority == Priority.BULK)
     if slot.reserved and slot.wait <= 0.05:
-        return None
+        return _spaced(message)
     if slot.reserved:
         return _defer(message, slot.wait, time.time() + slot.wait, "paced")
     # No slot within reach: come back later, at a random moment so the waiting sends do not all return at once.
     return _defer(message, min(slot.wait, MAX_DEFER_SECONDS) * random.uniform(0.5, 1.0), None, "paced, backlog")
+
+
+# A send too close behind the previous one waits this long at most in the worker; beyond it, it is deferred.
+SPACING_SLEEP_MAX_SECONDS = 1.0
+
+
+def _spaced(message: OutboundMessage) -> SendOutcome | None:
+    """Let a paced send start only far enough behind the instance's previous one (see evolution.throttle)."""
+    for _ in range(3):  # bounded: under contention another sender may take the gap again
+        wait = throttle.spacing_wait(message.instance)
+        if wait <= 0:
+            return None
+        if wait > SPACING_SLEEP_MAX_SECONDS:
+            break
+        time.sleep(wait)
+    return _defer(message, wait, time.time() + wait, "paced, spacing")
 
 
 def _defer(message: OutboundMessage, wait: float, paced_until: float | None, why: str) -> SendOutcome:

@@ -96,6 +96,7 @@ class StoredMessage:
     instance: str
     number: str
     text: str
+    received_at: float = field(default_factory=time.time)  # for tests of pacing: what Evolution saw, to the ms
 
 
 @dataclass
@@ -389,6 +390,7 @@ class Sandbox:
                 "text": s.text,
                 "key": s.record["key"],
                 "timestamp": s.record["messageTimestamp"],
+                "received_at": s.received_at,
                 "status": (s.record["MessageUpdate"] or [{"status": "PENDING"}])[-1]["status"],
             }
             for instance in self.instances.values()
