@@ -173,3 +173,21 @@ def wake_due_deliveries(*, limit: int = 500) -> int:
     for message_id in woken:
         tasks.deliver_status_callbacks.delay(message_id)
     return len(woken)
+
+
+def purge_old_records(*, batch_size: int = 5000, pause: float = 0.0) -> dict[str, int]:
+    """Callbacks' part of beat's nightly retention (``retention_due``), with messaging's MESSAGING_RETENTION_DAYS:
+    they are records of messages, and go with them when those are purged. Attempts that started, and finished
+    (delivered or given up) callbacks that finished, before then; a callback still being retried is kept."""
+    if not settings.MESSAGING_RETENTION_DAYS:
+        return {}
+    from messaging.maintenance import delete_in_batches
+
+    cutoff = timezone.now() - timedelta(days=settings.MESSAGING_RETENTION_DAYS)
+    return {
+        "callback_attempts": delete_in_batches(
+            CallbackAttempt, CallbackAttempt.objects.filter(started_at__lt=cutoff), batch_size, pause),
+        "callbacks": delete_in_batches(
+            CallbackDelivery, CallbackDelivery.objects.exclude(state=DeliveryState.PENDING).filter(finished_at__lt=cutoff),
+            batch_size, pause),
+    }

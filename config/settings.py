@@ -265,6 +265,9 @@ CONSOLE_PUBLIC_URL = os.environ.get("CONSOLE_PUBLIC_URL", "").strip().rstrip("/"
 INBOUND_DEBOUNCE_SECONDS = float(os.environ.get("INBOUND_DEBOUNCE_SECONDS") or 10)
 if INBOUND_DEBOUNCE_SECONDS <= 0:
     raise ImproperlyConfigured("INBOUND_DEBOUNCE_SECONDS must be more than 0")
+# Beat's nightly retention deletes replies, finished batches, processed raw webhook events and receipts older than
+# this; 0 keeps everything. Opt-outs are kept whatever their age.
+INBOUND_RETENTION_DAYS = int(os.environ.get("INBOUND_RETENTION_DAYS") or 90)
 
 # --- Status callbacks to integrators (callbacks/) ------------------------------------------------------------
 # Each POST to a message's callback_url waits this long for an answer.
@@ -324,7 +327,7 @@ CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL") or REDIS_URL
 if CACHE_REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.ReusedClientRedisCache",
             "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": "console:cache",
         }

@@ -17,7 +17,7 @@ from django.db.models import Q
 from config.celery import SEND_QUEUES
 from messaging import heartbeats, metrics, selectors, tasks
 from messaging.models import FINAL_STATUSES, AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
-from messaging.signals import announce_status
+from messaging.signals import announce_status, retention_due
 
 log = logging.getLogger("messaging")
 
@@ -197,19 +197,31 @@ def purge_old_records(
     *, cutoff: datetime | None = None, messages: bool = True, batch_size: int = 5000, pause: float = 0.0,
 ) -> dict[str, int]:
     """Delete attempts that started, and (with ``messages``) sent, failed or cancelled messages that finished,
-    before ``cutoff`` (default: MESSAGING_RETENTION_DAYS ago; nothing when that is 0). Unfinished messages are
-    never deleted. A batch per transaction, so the tables stay usable while it runs."""
-    if cutoff is None:
-        if not settings.MESSAGING_RETENTION_DAYS:
-            return {"attempts": 0, "messages": 0}
+    before ``cutoff``. Unfinished messages are never deleted. A batch per transaction, so the tables stay usable
+    while it runs.
+
+    Without ``cutoff`` (beat's nightly run): MESSAGING_RETENTION_DAYS ago (nothing when that is 0), and then
+    every other app purges its own old rows past its own setting (``retention_due``: replies and raw webhook
+    events in inbound/, callback attempts in callbacks/), whose counts join the answer."""
+    nightly = cutoff is None
+    if nightly and settings.MESSAGING_RETENTION_DAYS:
         cutoff = timezone.now() - timedelta(days=settings.MESSAGING_RETENTION_DAYS)
-    attempts, finished = old_records(cutoff)
-    deleted = {"attempts": _delete_in_batches(SendAttempt, attempts, batch_size, pause), "messages": 0}
-    if messages:
-        deleted["messages"] = _delete_in_batches(OutboundMessage, finished, batch_size, pause)
-    if any(deleted.values()):
-        log.info("retention: deleted %s attempts and %s messages from before %s",
-                 deleted["attempts"], deleted["messages"], cutoff.isoformat())
+    deleted = {"attempts": 0, "messages": 0}
+    if cutoff is not None:
+        attempts, finished = old_records(cutoff)
+        deleted["attempts"] = delete_in_batches(SendAttempt, attempts, batch_size, pause)
+        if messages:
+            deleted["messages"] = delete_in_batches(OutboundMessage, finished, batch_size, pause)
+        if any(deleted.values()):
+            log.info("retention: deleted %s attempts and %s messages from before %s",
+                     deleted["attempts"], deleted["messages"], cutoff.isoformat())
+    if nightly:
+        for receiver, counts in retention_due.send_robust(sender=OutboundMessage, batch_size=batch_size, pause=pause):
+            if isinstance(counts, Exception):  # one app's failure leaves the others' retention to run
+                log.error("retention: %s failed: %s: %s", getattr(receiver, "__qualname__", receiver),
+                          type(counts).__name__, counts)
+            else:
+                deleted.update(counts)
     return deleted
 
 
@@ -221,8 +233,9 @@ def old_records(cutoff):
     )
 
 
-def _delete_in_batches(model, rows, batch_size: int, pause: float) -> int:
-    """Delete ``rows`` a batch at a time, oldest ids first; each batch commits on its own."""
+def delete_in_batches(model, rows, batch_size: int, pause: float) -> int:
+    """Delete ``rows`` a batch at a time, oldest ids first; each batch commits on its own. Other apps' retention
+    uses it too."""
     total = 0
     while True:
         # Ordered by primary key: old rows have low ids, so each batch is an early-stopping index scan.

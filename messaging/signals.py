@@ -5,12 +5,16 @@
 - ``message_status_changed(sender=OutboundMessage, message_id, status, at, callback_url)``: a message with a
   ``callback_url`` was sent, delivered, read, failed or expired. Sent after commit (``announce_status``); the
   callbacks app records the call to make and makes it in a task.
+- ``retention_due(sender=OutboundMessage, batch_size, pause)``: beat's nightly retention (``maintenance.
+  purge_old_records``) purged messaging's old rows; each receiver deletes its own app's past its retention
+  setting and returns ``{what: rows deleted}``.
 """
 from django.db import transaction
 from django.dispatch import Signal
 
 message_sent = Signal()
 message_status_changed = Signal()
+retention_due = Signal()
 
 
 def announce_status(*, message_id: int, status: str, at, callback_url: str) -> None:

@@ -34,7 +34,8 @@ def test_the_daily_retention_task_deletes_what_is_older_than_the_setting_and_nev
     kept = old_message(MessageStatus.FAILED, days=29)
     waiting = old_message(MessageStatus.RETRYING, days=60)  # still being worked on: its row stays
 
-    assert tasks.purge_old_records.apply().get() == {"attempts": 2, "messages": 1}
+    deleted = tasks.purge_old_records.apply().get()
+    assert (deleted["attempts"], deleted["messages"]) == (2, 1)  # other apps' counts follow (inbound/, callbacks/)
 
     assert set(OutboundMessage.objects.values_list("pk", flat=True)) == {kept.pk, waiting.pk}
     assert list(SendAttempt.objects.values_list("message_id", flat=True)) == [kept.pk]
@@ -45,7 +46,7 @@ def test_retention_zero_keeps_everything(settings):
     settings.MESSAGING_RETENTION_DAYS = 0
     old_message(MessageStatus.SENT, days=3650)
 
-    assert maintenance.purge_old_records() == {"attempts": 0, "messages": 0}
+    assert not any(maintenance.purge_old_records().values())
     assert (OutboundMessage.objects.count(), SendAttempt.objects.count()) == (1, 1)
 
 
