@@ -13,7 +13,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # The settings refuse to start with DEBUG off and no key of their own; the tests run with DEBUG off, so they get one.
 TEST_SECRET_KEY ?= test-only-secret-key-never-used-outside-make-test-0123456789
 
-.PHONY: dev test install services migrate system-packages bench bench-memory
+.PHONY: dev test install services migrate system-packages bench bench-memory bench-compare
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,10 @@ bench: install services
 # The long drain (50,000 messages) that checks the workers' memory stays flat.
 bench-memory: install services
 	$(BIN)/python bench/drain.py --runs 1 --messages 50000 --memory
+
+# The peer (the FastAPI + Celery design this console replaces) measured by its own scripts, then `make bench`'s
+# figures, back to back, in one table with the ratios and issue 14's goals. Needs an idle machine.
+PEER_DIR ?= ../shared/peer
+bench-compare: install services
+	@command -v wrk >/dev/null && [ -x /usr/bin/time ] || { echo "wrk and GNU time are missing: apt-get install -y wrk time" >&2; exit 1; }
+	$(BIN)/python bench/compare.py --peer-dir $(PEER_DIR) $(BENCH_ARGS)
