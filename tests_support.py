@@ -56,6 +56,11 @@ class SandboxControl:
     def set_latency(self, latency_ms: int) -> None:
         self._control("POST", "/_sandbox/latency", json={"latency_ms": latency_ms})
 
+    def set_receipts(self, **delays: float | None) -> dict:
+        """Time the receipts of later sends: ``delivered_after`` (seconds from a send to its DELIVERY_ACK) and/or
+        ``read_after`` (from that to its READ; None: never read). reset() puts back the start values."""
+        return self._control("POST", "/_sandbox/receipts", json=delays)
+
     def inbound(self, *, number: str, text: str, push_name: str = "", instance: str | None = None) -> dict:
         """Make a contact "write" to the instance: emits messages.upsert to the webhook and waits for it."""
         body = {"instance": instance or self.instance, "number": number, "text": text, "push_name": push_name}
@@ -79,13 +84,18 @@ class SandboxControl:
 
 
 def start_sandbox_process(
-    *, api_key: str, instances: list[str], hang_seconds: float, port: int | None = None
+    *, api_key: str, instances: list[str], hang_seconds: float, port: int | None = None,
+    read_after: float | None = None,
 ) -> SandboxControl:
-    """`manage.py evolution_sandbox` on 127.0.0.1, returned once it answers; `.stop()` ends the process."""
+    """`manage.py evolution_sandbox` on 127.0.0.1, returned once it answers; `.stop()` ends the process.
+
+    Its sends are delivered at once but never read unless ``read_after`` (or ``set_receipts``) says otherwise:
+    a READ a test did not ask for would change the receipts and callbacks it counts."""
     port = port or free_port()
     command = [
         sys.executable, "manage.py", "evolution_sandbox", "--host", "127.0.0.1", "--port", str(port),
         "--api-key", api_key, "--instances", ",".join(instances), "--hang-seconds", str(hang_seconds), "--quiet",
+        "--read-after", "never" if read_after is None else str(read_after),
     ]
     process = subprocess.Popen(command, cwd=ROOT)
 
@@ -108,7 +118,7 @@ def start_sandbox_process(
 
 def start_sandbox_in_thread(**options) -> SandboxControl:
     """The sandbox in a background thread of this process; `options` are run_in_thread's (api_key, instances,
-    latency_ms, hang_seconds, quiet). `.stop()` stops the thread."""
+    latency_ms, hang_seconds, quiet, delivered_after, read_after). `.stop()` stops the thread."""
     from evolution.sandbox.in_thread import run_in_thread
 
     running = run_in_thread(**options)

@@ -14,7 +14,7 @@ import threading
 
 from aiohttp import web
 
-from evolution.sandbox.server import build_app
+from evolution.sandbox.server import DELIVERED_AFTER_SECONDS, READ_AFTER_SECONDS, build_app
 
 START_TIMEOUT_SECONDS = 10.0
 
@@ -44,10 +44,15 @@ def run_in_thread(
     hang_seconds: float = 30.0,
     port: int = 0,
     quiet: bool = True,
+    delivered_after: float = DELIVERED_AFTER_SECONDS,
+    read_after: float | None = READ_AFTER_SECONDS,
 ) -> RunningSandbox:
     """Start the sandbox on 127.0.0.1 (port 0 picks a free one) and return once it accepts connections."""
     instances = list(instances)
-    app = build_app(api_key=api_key, instances=instances, latency_ms=latency_ms, hang_seconds=hang_seconds, quiet=quiet)
+    app = build_app(
+        api_key=api_key, instances=instances, latency_ms=latency_ms, hang_seconds=hang_seconds, quiet=quiet,
+        delivered_after=delivered_after, read_after=read_after,
+    )
     # A request still hanging (the ...0408 numbers) must not hold up stop() for long.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     loop = asyncio.new_event_loop()

@@ -31,9 +31,13 @@ the body's "delay"), then the outcome is chosen by the LAST 4 DIGITS of the numb
 While an instance is not "open", every sendText answers 500 "Connection Closed".
 
 After a send, when a webhook with a url is set, the sandbox POSTs `send.message` (the 201 body) right away,
-then `messages.update` SERVER_ACK and DELIVERY_ACK about 50 ms apart; findMessages shows the same statuses in
-`MessageUpdate`. Webhooks are tried once (Evolution retries up to 10 times); a failure is logged and never
-blocks a send. `headers.jwt_key` is not turned into a JWT.
+then `messages.update` (`{keyId, remoteJid, fromMe, status, instanceId, messageId}`) as WhatsApp's acks come in:
+SERVER_ACK 50 ms after the send, DELIVERY_ACK `delivered_after` seconds after the send (0.1 by default), then READ
+`read_after` seconds after the DELIVERY_ACK (2 by default; "never" for a contact who never opens it). Both are
+`--delivered-after` / `--read-after` options and can be changed at run time (`/_sandbox/receipts`); a send uses
+the values in force when it was made. findMessages shows the same statuses in `MessageUpdate`. Webhooks are tried
+once (Evolution retries up to 10 times); a failure is logged and never blocks a send. `headers.jwt_key` is not
+turned into a JWT.
 
 Sandbox-only control endpoints (no apikey):
     POST /_sandbox/reset                    forget messages and 0502 counters and drop pending acks; instances
@@ -42,6 +46,9 @@ Sandbox-only control endpoints (no apikey):
                                             [{instance, number, text, key, timestamp, status}]
     POST /_sandbox/instances/{name}/state   {"state": "open|close|connecting"} (emits connection.update)
     POST /_sandbox/latency                  {"latency_ms": N}
+    GET|POST /_sandbox/receipts             {"delivered_after": S, "read_after": S or null}: seconds from a send to
+                                            its DELIVERY_ACK, and from that to its READ (null: never read); a POST
+                                            may give either; reset puts back the start values
     POST /_sandbox/inbound                  {"instance", "number", "text", "push_name"}: emits messages.upsert
                                             (fromMe false) and answers once the webhook POST has finished,
                                             with {"event", "data", "webhook_status"}
@@ -66,7 +73,9 @@ from aiohttp import web
 from evolution.jids import create_jid
 
 INSTANCE_STATES = ("open", "close", "connecting")
-ACK_DELAY_SECONDS = 0.05
+ACK_DELAY_SECONDS = 0.05  # from a send to its SERVER_ACK (WhatsApp's server took it)
+DELIVERED_AFTER_SECONDS = 0.1  # from a send to its DELIVERY_ACK (the phone got it)
+READ_AFTER_SECONDS = 2.0  # from the DELIVERY_ACK to the READ (the contact opened it); None: never
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 WEBHOOK_EVENTS = (
     "APPLICATION_STARTUP", "QRCODE_UPDATED", "MESSAGES_SET", "MESSAGES_UPSERT", "MESSAGES_EDITED",
@@ -115,7 +124,8 @@ class Instance:
 class Sandbox:
     """The sandbox's state and its request handlers."""
 
-    def __init__(self, *, api_key, instances, latency_ms, hang_seconds, instance_tokens, quiet):
+    def __init__(self, *, api_key, instances, latency_ms, hang_seconds, instance_tokens, quiet,
+                 delivered_after=DELIVERED_AFTER_SECONDS, read_after=READ_AFTER_SECONDS):
         self.api_key = api_key
         self.instances = {
             name: Instance(
@@ -127,6 +137,7 @@ class Sandbox:
         }
         self.initial_latency_ms = self.latency_ms = latency_ms
         self.hang_seconds = hang_seconds
+        self.initial_receipts = self.receipts = _receipt_delays(delivered_after, read_after)
         self.quiet = quiet
         self.failures_served: dict[tuple[str, str], int] = {}  # (instance, digits) -> 500s given so far, for 0502
         self.server_url = ""  # learnt from requests; Evolution puts its SERVER_URL in every webhook
@@ -231,11 +242,18 @@ class Sandbox:
         return stored
 
     async def acknowledge(self, instance: Instance, stored: StoredMessage, sent_body: dict) -> None:
-        """What WhatsApp does after a send: Evolution emits send.message, then the acks arrive one by one.
-        One task per message, so a receiver sees that message's events in order."""
+        """What WhatsApp does after a send: Evolution emits send.message, then the acks arrive one by one, each
+        at its time from the send (the delays in force when the send was made). One task per message, so a
+        receiver sees that message's events in order."""
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        delivered_after, read_after = self.receipts["delivered_after"], self.receipts["read_after"]
+        schedule = [("SERVER_ACK", min(ACK_DELAY_SECONDS, delivered_after)), ("DELIVERY_ACK", delivered_after)]
+        if read_after is not None:
+            schedule.append(("READ", delivered_after + read_after))
         await self.emit(instance, "send.message", sent_body)
-        for status in ("SERVER_ACK", "DELIVERY_ACK"):
-            await asyncio.sleep(ACK_DELAY_SECONDS)
+        for status, after in schedule:
+            await asyncio.sleep(max(0.0, sent_at + after - loop.time()))
             stored.record["MessageUpdate"].append({"status": status})
             update = {
                 "keyId": stored.record["key"]["id"],
@@ -379,6 +397,7 @@ class Sandbox:
             instance.state = "open"
         self.failures_served.clear()
         self.latency_ms = self.initial_latency_ms
+        self.receipts = self.initial_receipts
         return json_response({"reset": True})
 
     async def list_messages(self, request: web.Request) -> web.Response:
@@ -423,6 +442,21 @@ class Sandbox:
         self.latency_ms = latency
         return json_response({"latency_ms": latency})
 
+    async def receipt_delays(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            body = await _json_body(request)
+            if not isinstance(body, dict) or not body or set(body) - {"delivered_after", "read_after"}:
+                return json_response({"error": 'send {"delivered_after": seconds, "read_after": seconds or null}'},
+                                     status=400)
+            try:
+                self.receipts = _receipt_delays(
+                    body.get("delivered_after", self.receipts["delivered_after"]),
+                    body.get("read_after", self.receipts["read_after"]),
+                )
+            except ValueError as error:
+                return json_response({"error": str(error)}, status=400)
+        return json_response(self.receipts)
+
     async def inbound(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         if not (isinstance(body, dict) and isinstance(body.get("number"), str) and isinstance(body.get("text"), str)):
@@ -454,8 +488,11 @@ def build_app(
     hang_seconds: float = 30.0,
     instance_tokens: dict[str, str] | None = None,
     quiet: bool = False,
+    delivered_after: float = DELIVERED_AFTER_SECONDS,
+    read_after: float | None = READ_AFTER_SECONDS,
 ) -> web.Application:
-    """The sandbox as an aiohttp application. `quiet` logs only non-2xx requests (for benchmarks)."""
+    """The sandbox as an aiohttp application. `quiet` logs only non-2xx requests (for benchmarks);
+    `delivered_after` and `read_after` (None: never) time the receipts of what it sends."""
     if not instances:
         raise ValueError("the sandbox needs at least one instance")
     sandbox = Sandbox(
@@ -465,6 +502,8 @@ def build_app(
         hang_seconds=hang_seconds,
         instance_tokens=instance_tokens or {},
         quiet=quiet,
+        delivered_after=delivered_after,
+        read_after=read_after,
     )
     app = web.Application(middlewares=[_request_logger(sandbox)], client_max_size=16 * 1024**2)
     app[SANDBOX] = sandbox
@@ -480,6 +519,8 @@ def build_app(
     app.router.add_get("/_sandbox/messages", sandbox.list_messages)
     app.router.add_post("/_sandbox/instances/{name}/state", sandbox.set_state)
     app.router.add_post("/_sandbox/latency", sandbox.set_latency)
+    app.router.add_get("/_sandbox/receipts", sandbox.receipt_delays)
+    app.router.add_post("/_sandbox/receipts", sandbox.receipt_delays)
     app.router.add_post("/_sandbox/inbound", sandbox.inbound)
     app.router.add_route("*", "/{tail:.*}", sandbox.not_found)  # last: Express answers unknown routes with 404
     return app
@@ -502,6 +543,19 @@ def _request_logger(sandbox: Sandbox):
         return response
 
     return log_request
+
+
+def _receipt_delays(delivered_after, read_after) -> dict:
+    """The receipt timing as the sandbox keeps it; ValueError names what is wrong."""
+    def seconds(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number of seconds")
+        return float(value)
+
+    return {
+        "delivered_after": seconds("delivered_after", delivered_after),
+        "read_after": None if read_after is None else seconds("read_after", read_after),
+    }
 
 
 # --- request bodies --------------------------------------------------------------------------------------------

@@ -309,18 +309,21 @@ def test_find_messages_applies_the_time_filter_only_when_both_bounds_are_given(s
 
 
 def test_find_messages_records_carry_the_message_update_statuses(sandbox, raw, client):
+    sandbox.set_receipts(delivered_after=0.1, read_after=0.1)
     sent = client.send_text(instance=sandbox.instance, number="5511977771234", text="hi")
 
-    def acked():
+    def statuses():
         records = find(raw, sandbox, {"where": {"key": {"id": sent.message_id}}})["records"]
-        return records and [u["status"] for u in records[0]["MessageUpdate"]] == ["SERVER_ACK", "DELIVERY_ACK"]
+        return [u["status"] for u in records[0]["MessageUpdate"]] if records else []
 
-    wait_for(acked)
+    wait_for(lambda: statuses() == ["SERVER_ACK", "DELIVERY_ACK"], what="delivered, not yet read")
     found = client.find_sent_message(
         instance=sandbox.instance, number="5511977771234", text="ignored", since=datetime.now(timezone.utc),
         until=datetime.now(timezone.utc), message_id=sent.message_id,
     )
     assert found.status == "DELIVERY_ACK"
+    wait_for(lambda: statuses() == ["SERVER_ACK", "DELIVERY_ACK", "READ"], what="read")
+    assert sandbox.sent_messages()[0]["status"] == "READ"
 
 
 def test_find_sent_message_matches_the_text_within_the_window(sandbox, client):
@@ -415,34 +418,69 @@ def test_webhook_set_rejects_a_missing_webhook_object_and_a_bad_url(sandbox, raw
     assert (bad_url.status_code, bad_url.json()["response"]["message"]) == (400, ['Invalid "url" property'])
 
 
-def test_it_posts_send_message_then_server_and_delivery_acks_to_the_webhook(sandbox, raw, client, receiver):
+def test_it_posts_send_message_then_server_delivery_and_read_acks_to_the_webhook(sandbox, raw, client, receiver):
     set_webhook(raw, sandbox, url=receiver.url, headers={"x-token": "s3cret"}, events=[])
+    sandbox.set_receipts(delivered_after=0.3, read_after=0.4)
 
+    started = time.monotonic()
     sent = client.send_text(instance=sandbox.instance, number="+5511977771234", text="hi")
 
-    wait_for(lambda: len(receiver.events) >= 3)
+    wait_for(lambda: len(receiver.events) >= 4)
     paths = {path for path, _, _ in receiver.events}
     events = [body for _, body, _ in receiver.events]
     assert paths == {"/hooks/evolution"}
-    assert [e["event"] for e in events] == ["send.message", "messages.update", "messages.update"]
+    assert [e["event"] for e in events] == ["send.message", "messages.update", "messages.update", "messages.update"]
     first = events[0]
     assert first["instance"] == sandbox.instance and first["destination"] == receiver.url
     assert first["data"]["key"]["id"] == sent.message_id and first["data"]["status"] == "PENDING"
     assert first["date_time"].endswith("Z") and first["sender"].endswith("@s.whatsapp.net")
     assert first["server_url"] == sandbox.url and first["apikey"] is None
     updates = [(e["data"]["keyId"], e["data"]["status"], e["data"]["fromMe"]) for e in events[1:]]
-    assert updates == [(sent.message_id, "SERVER_ACK", True), (sent.message_id, "DELIVERY_ACK", True)]
+    assert updates == [
+        (sent.message_id, "SERVER_ACK", True), (sent.message_id, "DELIVERY_ACK", True), (sent.message_id, "READ", True),
+    ]
+    # The contract's messages.update shape, and nothing else.
+    assert set(events[3]["data"]) == {"keyId", "remoteJid", "fromMe", "status", "instanceId", "messageId"}
+    assert events[3]["data"]["remoteJid"] == sent.remote_jid
     assert all(headers.get("x-token") == "s3cret" for _, _, headers in receiver.events)
+    # Each receipt at its time: delivered 0.3 s after the send, read 0.4 s after that.
+    assert time.monotonic() - started >= 0.7
+
+
+def test_receipt_timing_is_read_and_changed_at_run_time_and_reset_puts_it_back(sandbox, raw):
+    start = raw.get("/_sandbox/receipts").json()
+
+    assert start == {"delivered_after": 0.1, "read_after": 2.0}
+    assert sandbox.set_receipts(read_after=None) == {"delivered_after": 0.1, "read_after": None}
+    assert sandbox.set_receipts(delivered_after=1) == {"delivered_after": 1.0, "read_after": None}
+    for bad in ({"delivered_after": -1}, {"read_after": "soon"}, {"delivered_after": None}, {"later": 1}, {}):
+        assert raw.post("/_sandbox/receipts", json=bad).status_code == 400, bad
+    sandbox.reset()
+    assert raw.get("/_sandbox/receipts").json() == start
+
+
+def test_a_message_whose_read_after_is_never_stays_delivered(sandbox, raw, client, receiver):
+    set_webhook(raw, sandbox, url=receiver.url, events=["MESSAGES_UPDATE"])
+    sandbox.set_receipts(delivered_after=0, read_after=None)
+
+    client.send_text(instance=sandbox.instance, number="5511977771234", text="hi")
+
+    wait_for(lambda: len(receiver.events) >= 2)
+    time.sleep(0.3)
+    assert [body["data"]["status"] for _, body, _ in receiver.events] == ["SERVER_ACK", "DELIVERY_ACK"]
+    assert sandbox.sent_messages()[0]["status"] == "DELIVERY_ACK"
 
 
 def test_a_by_events_webhook_gets_each_event_on_its_own_path(sandbox, raw, client, receiver):
     set_webhook(raw, sandbox, url=receiver.url, byEvents=True, events=["SEND_MESSAGE", "MESSAGES_UPDATE"])
+    sandbox.set_receipts(read_after=0)
 
     client.send_text(instance=sandbox.instance, number="5511977771234", text="hi")
 
-    wait_for(lambda: len(receiver.events) >= 3)
+    wait_for(lambda: len(receiver.events) >= 4)
     assert [path for path, _, _ in receiver.events] == [
         "/hooks/evolution/send-message", "/hooks/evolution/messages-update", "/hooks/evolution/messages-update",
+        "/hooks/evolution/messages-update",
     ]
 
 
@@ -486,7 +524,8 @@ def test_the_management_command_serves_the_sandbox_on_the_given_port():
     port = free_port()
     command = [
         sys.executable, "manage.py", "evolution_sandbox", "--port", str(port),
-        "--api-key", "cmd-key", "--instances", "alpha,beta", "--quiet",
+        "--api-key", "cmd-key", "--instances", "alpha,beta", "--quiet", "--delivered-after", "0.5",
+        "--read-after", "never",
     ]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -505,6 +544,7 @@ def test_the_management_command_serves_the_sandbox_on_the_given_port():
         state = wait_for(answering, timeout=30)
         with EvolutionClient(base_url=f"http://127.0.0.1:{port}", api_key="cmd-key") as client:
             sent = client.send_text(instance="alpha", number="+5511977771234", text="hi")
+        receipts = httpx.get(f"http://127.0.0.1:{port}/_sandbox/receipts").json()
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -512,3 +552,12 @@ def test_the_management_command_serves_the_sandbox_on_the_given_port():
     assert f"http://127.0.0.1:{port}" in first_line and "alpha, beta" in first_line
     assert state.json() == {"instance": {"instanceName": "beta", "state": "open"}}
     assert sent.remote_jid == "5511977771234@s.whatsapp.net"
+    assert receipts == {"delivered_after": 0.5, "read_after": None}
+    assert "delivered after 0.5 s, never read" in first_line
+
+
+def test_the_management_command_refuses_a_receipt_delay_that_is_not_seconds():
+    command = [sys.executable, "manage.py", "evolution_sandbox", "--port", str(free_port()), "--read-after", "soon"]
+    refused = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+
+    assert refused.returncode != 0 and "--read-after" in refused.stderr and "'soon'" in refused.stderr

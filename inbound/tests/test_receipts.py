@@ -23,6 +23,24 @@ def test_a_sent_message_is_delivered_when_the_sandbox_acknowledges_it(console):
     assert message.delivered_at >= message.sent_at
 
 
+def test_a_sent_message_is_delivered_then_read_as_the_sandbox_posts_its_receipts(console, evolution_sandbox):
+    # The sandbox as `make dev` runs it reads what it delivers; here sooner (its test default is never to read).
+    evolution_sandbox.set_receipts(delivered_after=0.2, read_after=0.5)
+    message, _ = services.accept_message(phone="+5511987650204", text="your table is ready")
+
+    delivered = wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).delivered_at, what="delivered_at set")
+    assert OutboundMessage.objects.get(pk=message.pk).read_at is None  # read half a second after delivery
+    wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).read_at, what="read_at set")
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.sent_at <= message.delivered_at <= message.read_at
+    assert message.delivered_at == delivered  # the READ did not move it
+    assert list(Receipt.objects.filter(evolution_message_id=message.evolution_message_id)
+                .order_by("at").values_list("status", flat=True)) == ["DELIVERY_ACK", "READ"]
+    assert [m["status"] for m in evolution_sandbox.sent_messages()] == ["READ"]
+
+
 def test_a_receipt_that_arrives_before_the_send_saved_the_id_is_applied_when_it_does(console, evolution_sandbox):
     # 0408: the sandbox sends (and posts its receipts) but holds the HTTP answer 3 s, so the receipt comes first.
     message, _ = services.accept_message(phone="+5511987650408", text="slow gateway")
