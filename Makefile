@@ -30,14 +30,15 @@ migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 
 # Web on :8000, worker, beat and the Evolution sandbox on :8081. With no DATABASE_URL/REDIS_URL it is
-# all embedded (SQLite and a filesystem broker under var/); set them to use PostgreSQL and Redis.
+# all embedded (SQLite and a filesystem broker under var/); set them to use PostgreSQL and Redis. The sandbox
+# registers the console (CONSOLE_PUBLIC_URL, the web process by default) as its webhook each time it starts.
 # honcho would load .env into every process (over the shell's variables), and .env is docker compose's file:
 # production ports, host.docker.internal, HTTPS redirects. `-e /dev/null` keeps the dev defaults; variables
 # set in the shell still apply.
 dev: migrate
 	@if [ -f .env ]; then echo "make dev: not reading .env (docker compose's settings); set variables in the shell, e.g. DATABASE_URL=... make dev" >&2; fi
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py bootstrap_console
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/honcho start -f Procfile -e /dev/null
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} CONSOLE_PUBLIC_URL=$${CONSOLE_PUBLIC_URL:-http://127.0.0.1:$${WEB_PORT:-8000}} $(BIN)/honcho start -f Procfile -e /dev/null
 
 # Start PostgreSQL and Redis if they are down (the commands the machine documents).
 services:
