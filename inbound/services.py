@@ -8,12 +8,13 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from evolution import instances, webhooks
@@ -86,12 +87,27 @@ def register_webhooks(*, instances_to_register=None) -> list[Registration]:
     return [register_webhook(instance=name) for name in (instances_to_register or settings.EVOLUTION_INSTANCES)]
 
 
+# The receiver's hot path skips the secret's query when this process checked the same secret for the same instance
+# less than this long ago. Only matches are remembered (a wrong secret always asks the database), and secrets are
+# never rotated (secret_for keeps them), so the cost is that a deleted webhook row still opens the door this long.
+SECRET_MEMORY_SECONDS = 10.0
+_checked_secrets: dict[tuple[str, str], float] = {}  # (instance, secret) -> until when it is taken as right
+
+
 def authenticate(*, instance: str, secret: str | None) -> bool:
     """Whether ``secret`` is the one the console gave ``instance``'s webhook."""
     if not secret:
         return False
+    now = time.monotonic()
+    if _checked_secrets.get((instance, secret), 0.0) > now:
+        return True
     known = InstanceWebhook.objects.filter(instance=instance).values_list("secret", flat=True).first()
-    return bool(known) and hmac.compare_digest(known.encode(), secret.encode())
+    if not (known and hmac.compare_digest(known.encode(), secret.encode())):
+        return False
+    if len(_checked_secrets) > 1000:  # one entry per instance in practice; never let it grow
+        _checked_secrets.clear()
+    _checked_secrets[(instance, secret)] = now + SECRET_MEMORY_SECONDS
+    return True
 
 
 # --- raw events -------------------------------------------------------------------------------------------------
@@ -108,18 +124,40 @@ def dedupe_key(envelope: webhooks.Envelope) -> str:
 
 def store_event(*, envelope: webhooks.Envelope, body: dict) -> tuple[WebhookEvent | None, bool]:
     """Store the event as posted; its task is published after commit. Returns ``(event, created)``; a retry of a
-    stored event is ``(None, False)`` and publishes nothing."""
+    stored event is ``(None, False)`` and publishes nothing.
+
+    One statement, ``INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id``, in autocommit: the unique
+    constraint decides (never check-then-insert), and the row is committed when it returns, so the task is
+    published right after (inside an outer transaction, after that commits). One round trip instead of the
+    BEGIN, INSERT and COMMIT of an ORM create in a transaction: this is the receiver's hot path."""
     from inbound import tasks
 
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                instance=envelope.instance, event=envelope.event, dedupe_key=dedupe_key(envelope), body=body
-            )
-            transaction.on_commit(lambda: tasks.publish_event(event.pk))
-    except IntegrityError:
+    event = WebhookEvent(
+        instance=envelope.instance, event=envelope.event, dedupe_key=dedupe_key(envelope), body=body,
+        received_at=timezone.now(),
+    )
+    event.pk = _insert_unless_stored(event)
+    if event.pk is None:
         return None, False
+    transaction.on_commit(lambda: tasks.publish_event(event.pk))
     return event, True
+
+
+def _insert_unless_stored(event: WebhookEvent) -> int | None:
+    """The new row's id, or None when an event with its dedupe_key is already stored (PostgreSQL, SQLite)."""
+    connection = connections[router.db_for_write(WebhookEvent)]
+    quote = connection.ops.quote_name
+    fields = [WebhookEvent._meta.get_field(name) for name in ("instance", "event", "dedupe_key", "body", "received_at", "error")]
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields]
+    sql = (
+        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({quote('dedupe_key')}) DO NOTHING "
+        f"RETURNING {quote(WebhookEvent._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def process_event(*, event_id: int) -> str:
