@@ -387,12 +387,12 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
     worker crash) the next one asks findMessages first and does not send again if WhatsApp already has it.
     """
     claimed_at = time.monotonic()
-    if not OutboundMessage.objects.claim_for_sending(message_id):
+    message = OutboundMessage.objects.claim_for_sending(message_id)
+    if message is None:
         if expire_message(message_id=message_id):  # not claimed because it is overdue: it is never sent
             return SendOutcome(message_id=message_id, status=MessageStatus.EXPIRED)
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
-    message = OutboundMessage.objects.get(pk=message_id)
     client = get_client()  # before the pace's spacing check: a process's first send builds the client
     hold = _hold(message, paced_until)
     if hold is not None:

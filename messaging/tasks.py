@@ -22,7 +22,9 @@ log = logging.getLogger("messaging")
 DATABASE_RETRY_SECONDS = 5
 
 
-@shared_task(bind=True, name="send_transactional_message", max_retries=None)
+# ignore_result: the message row is the task's result (GET /tasks/{id} reads it), so no django-celery-results
+# row is written per send: that write was four statements (BEGIN, SELECT, INSERT, COMMIT) next to the send's own.
+@shared_task(bind=True, name="send_transactional_message", max_retries=None, ignore_result=True)
 def send_transactional_message(self, message_id: int, paced_until: float | None = None) -> dict:
     # Retries are counted on the row (attempt_count), not by Celery, so a re-queued task keeps the budget.
     try:
