@@ -300,6 +300,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The exchange table; kombu's default is "control" in the current directory (the repository's root).
         "control_folder": str(_broker_dir / "control"),
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "config.broker:RedisTransport"  # kombu's, reusing its Redis client (config/broker.py)
 # Task results and states go to the database (django-celery-results) so GET /tasks/{id} and the admin see them.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")
 CELERY_RESULT_EXTENDED = True
