@@ -1,5 +1,5 @@
 """Reads for campaigns: what a run already made, who is unreachable, and each run's progress."""
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 from campaigns.models import Campaign, CampaignRun, source_prefix
 from messaging.models import CANCELLABLE_STATUSES, MessageStatus, OutboundMessage
@@ -14,12 +14,12 @@ def contacts_with_messages_in(*, source: str) -> set[int]:
     return {int(key.rsplit(":", 1)[1]) for key in keys}
 
 
-def phones_not_on_whatsapp(phones: list[str]) -> set[str]:
-    """Of ``phones``, those a send already failed for because WhatsApp said they are not on it."""
-    return set(
-        OutboundMessage.objects.filter(phone__in=phones, status=MessageStatus.FAILED, last_error_kind="not_on_whatsapp")
-        .order_by().values_list("phone", flat=True).distinct()
-    )
+def not_on_whatsapp() -> Exists:
+    """For a query of contacts: whether a send to the contact's phone already failed because WhatsApp said it is not
+    on it. One indexed probe per contact (msg_phone_created) inside the query that reads them."""
+    return Exists(OutboundMessage.objects.filter(
+        phone=OuterRef("phone"), status=MessageStatus.FAILED, last_error_kind="not_on_whatsapp"
+    ))
 
 
 def held_message_ids(*, source: str) -> list[int]:

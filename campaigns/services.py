@@ -343,19 +343,19 @@ def prepare_run(*, run_id: int) -> CampaignRun:
     times = _send_times(campaign, start=timezone.now() + FIRST_SEND_DELAY)
     skipped: Counter = Counter()
     recipients = 0
-    contacts = audience_of(campaign).order_by("pk").values_list("pk", "phone", "name", "fields", "opted_out_at")
+    contacts = (audience_of(campaign).order_by("pk").annotate(not_on_whatsapp=selectors.not_on_whatsapp())
+                .values_list("pk", "phone", "name", "fields", "opted_out_at", "not_on_whatsapp"))
     iterator = contacts.iterator(FAN_OUT_CHUNK)
     while chunk := list(islice(iterator, FAN_OUT_CHUNK)):
         recipients += len(chunk)
-        not_on_whatsapp = selectors.phones_not_on_whatsapp([row[1] for row in chunk])
         # A STOP the receiver could not apply (the contact was made later, or the signal was lost) counts here.
         replied_stop = inbound_selectors.opted_out_phones([row[1] for row in chunk if row[4] is None])
         opt_out_phones(phones=list(replied_stop), source="reply")
         items = []
-        for contact_id, phone, name, fields, opted_out_at in chunk:
+        for contact_id, phone, name, fields, opted_out_at, not_on_whatsapp in chunk:
             if opted_out_at is not None or phone in replied_stop:
                 skipped["opted out"] += 1
-            elif phone in not_on_whatsapp:
+            elif not_on_whatsapp:
                 skipped["not on WhatsApp"] += 1
             elif contact_id in made:
                 continue
@@ -373,12 +373,12 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                 items.append({
                     "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
                     "expires_at": expires_at, "callback_url": campaign.callback_url,
-                    "idempotency_key": idempotency.Key("campaign", f"run-{run.pk}:{contact_id}"),
+                    "idempotency_key": idempotency.MessageKey("campaign", f"run-{run.pk}:{contact_id}"),
                 })
         for result in messaging.accept_messages(
             items=items, created_by=campaign.created_by, source=source, phones_are_normalized=True,  # contacts' phones
         ):
-            if result.errors and "idempotency_key" not in result.errors:  # a concurrent trigger made it first
+            if result.errors:  # (a message a concurrent trigger made first is returned, not an error)
                 skipped[f"invalid {next(iter(result.errors))}"] += 1
         _follow_campaign_state(run)
     created = OutboundMessage.objects.filter(source=source).count()

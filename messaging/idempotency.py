@@ -25,8 +25,21 @@ class Key(NamedTuple):
     scope: str  # "user:<id>" for a caller's keys, "" for the console's own
     value: str
 
+    # A request's key: the message made with it keeps its request's fingerprint, and another request is refused.
+    fingerprinted = True
+
     def __str__(self):
         return self.value
+
+
+class MessageKey(Key):
+    """A key that names the message itself, not a request for one: a campaign run's message to one contact
+    (``MessageKey("campaign", "run-7:42")``). Making it again is the same message by construction, whatever its
+    text or send time this time, so it has no fingerprint: a second making returns the first, never KeyReused.
+    Equal to the ``Key`` of the same scope and value (the stored message is found either way)."""
+
+    __slots__ = ()
+    fingerprinted = False
 
 
 class KeyReused(Exception):
@@ -105,8 +118,8 @@ def find_all_earlier(keys) -> dict[Key, OutboundMessage]:
 
 
 def ensure_same_request(message: OutboundMessage, request_fingerprint: str) -> None:
-    # Messages keyed before fingerprints existed have none: they are taken to match.
-    if message.request_fingerprint and message.request_fingerprint != request_fingerprint:
+    # Messages keyed before fingerprints existed have none, and a MessageKey gives none: they are taken to match.
+    if message.request_fingerprint and request_fingerprint and message.request_fingerprint != request_fingerprint:
         raise KeyReused(Key(message.idempotency_scope, message.idempotency_key), message)
 
 

@@ -5,6 +5,8 @@ state change is a conditional UPDATE (``WHERE status IN ...``) so that two worke
 send the same message. The transitions of both tables live on their querysets (``OutboundMessageQuerySet``,
 ``SendAttemptQuerySet``); nothing else writes ``status`` or ``outcome``.
 """
+import functools
+import operator
 import uuid
 from datetime import timedelta
 
@@ -189,6 +191,12 @@ class OutboundMessageQuerySet(models.QuerySet):
         fields = meta.concrete_fields
         # Text, numbers and times go to COPY as they are; anything else (a JSON field) through its own preparing.
         prepared = [field.get_internal_type() not in _COPY_AS_IS for field in fields]
+        if any(prepared):
+            def row(message):
+                return [field.get_db_prep_save(getattr(message, field.attname), connection) if prepare
+                        else getattr(message, field.attname) for field, prepare in zip(fields, prepared)]
+        else:
+            row = operator.attrgetter(*(field.attname for field in fields))  # a row's values in one C call
         columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
         with connection.cursor() as cursor, connection.wrap_database_errors:
             cursor.execute(
@@ -199,11 +207,7 @@ class OutboundMessageQuerySet(models.QuerySet):
                 message.pk = pk
             with cursor.cursor.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
                 for message in messages:
-                    copy.write_row([
-                        field.get_db_prep_save(getattr(message, field.attname), connection) if prepare
-                        else getattr(message, field.attname)
-                        for field, prepare in zip(fields, prepared)
-                    ])
+                    copy.write_row(row(message))
         for message in messages:
             message._state.adding, message._state.db = False, self.db
 
@@ -398,6 +402,48 @@ class OutboundMessage(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @classmethod
+    def build(cls, **values) -> "OutboundMessage":
+        """An unsaved message, as ``OutboundMessage(**values)`` makes it (a related object by its name,
+        ``created_by=user``), at a third of the cost: Django's keyword path looks up every field's default and
+        descriptor per message, its positional one (how rows are read) only sets them. A campaign run of 100,000
+        recipients builds one per recipient."""
+        defaults, columns, relations, made_defaults = _build_plan()
+        row = defaults.copy()
+        related = []
+        for name, value in values.items():
+            column = columns.get(name)
+            if column is None:
+                if name not in relations:
+                    raise TypeError(f"OutboundMessage() got an unexpected keyword argument '{name}'")
+                column, field = relations[name]
+                if value is not None:
+                    related.append((field, value))
+                    value = value.pk
+            row[column] = value
+        for column, make in made_defaults:  # timezone.now, when not given
+            if row[column] is _MADE_DEFAULT:
+                row[column] = make()
+        message = cls(*row)
+        for field, obj in related:
+            field.set_cached_value(message, obj)
+        return message
+
+
+_MADE_DEFAULT = object()
+
+
+@functools.cache
+def _build_plan() -> tuple:
+    """For ``OutboundMessage.build``: the row of defaults, each column's place by attname, each relation's place
+    and field by name, and the columns whose default is made per message."""
+    fields = OutboundMessage._meta.concrete_fields
+    made = [(column, field.default) for column, field in enumerate(fields) if field.has_default() and callable(field.default)]
+    defaults = [_MADE_DEFAULT if (column, field.default) in made else field.get_default() for column, field in enumerate(fields)]
+    columns = {field.attname: column for column, field in enumerate(fields)}
+    relations = {field.name: (column, field) for column, field in enumerate(fields) if field.is_relation}
+    return defaults, columns, relations, made
 
 
 class AttemptOutcome(models.TextChoices):

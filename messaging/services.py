@@ -218,7 +218,7 @@ def accept_message(
         fingerprint = idempotency.fingerprint(
             phone=phone, text=text, instance=instance, scheduled_at=scheduled_at,
             expires_at=expires_at, valid_for_seconds=valid_for_seconds, callback_url=callback_url,
-        )
+        ) if idempotency_key.fingerprinted else ""
         existing = idempotency.find_earlier(idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
@@ -258,7 +258,7 @@ def _new_message(cleaned: dict, *, bulk: bool = False, **fields) -> OutboundMess
     now, so the answer can carry it without a second write after publishing. A single send goes out as
     transactional; a bulk item or a scheduled release as bulk, behind the single sends."""
     scheduled = cleaned["scheduled_at"] is not None
-    return OutboundMessage(
+    return OutboundMessage.build(
         **cleaned,
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         priority=Priority.BULK if bulk or scheduled else Priority.TRANSACTIONAL,
@@ -286,13 +286,15 @@ def accept_messages(
     """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
     ``items`` are dicts with ``phone``, ``text`` and optionally ``instance``, ``scheduled_at``, ``expires_at`` or
-    ``valid_for_seconds``, and ``idempotency_key`` (an ``idempotency.Key``: a campaign's "run 7, contact 42", so a re-run makes nothing twice). Rejected items write
+    ``valid_for_seconds``, and ``idempotency_key`` (an ``idempotency.Key``; a campaign's "run 7, contact 42" is a
+    ``MessageKey``, so a re-run makes nothing twice). Rejected items write
     nothing; the accepted ones are inserted in one statement and their tasks published in one batch once the rows
     are committed (the same guarantees as one message: row first, publish after commit). An item whose key was
     seen before returns that message with ``created=False``; one first used for another request is an error on
     its item, or, with ``one_request`` (the keys of one keyed bulk request), ``idempotency.KeyReused`` raised
     before anything is written. ``phones_are_normalized``: every phone is ``normalize_phone``'s own output (see
-    ``validate_message``). Returns one result per item, in order.
+    ``validate_message``). Returns one result per item, in order. A ``MessageKey`` is looked up only when storing
+    it conflicts (its caller left out the messages it made already), a request's key always first.
     """
     if len(items) > BULK_MAX_MESSAGES:
         raise ValidationError({"messages": [f"Send at most {BULK_MAX_MESSAGES} messages per request."]})
@@ -300,14 +302,18 @@ def accept_messages(
     try:
         return _accept_messages(items, **options)
     except IntegrityError:
-        # Another request stored one of these keys meanwhile: this time the lookup finds it.
-        return _accept_messages(items, **options)
+        # Another request stored one of these keys meanwhile, or a MessageKey's message exists: this time the
+        # lookup finds it.
+        return _accept_messages(items, **options, look_up_every_key=True)
 
 
 def _accept_messages(
-    items: Sequence[dict], *, created_by, source: str, one_request: bool, phones_are_normalized: bool
+    items: Sequence[dict], *, created_by, source: str, one_request: bool, phones_are_normalized: bool,
+    look_up_every_key: bool = False,
 ) -> list[BulkItemResult]:
-    earlier = idempotency.find_all_earlier([item["idempotency_key"] for item in items if item.get("idempotency_key")])
+    earlier = idempotency.find_all_earlier([
+        key for item in items if (key := item.get("idempotency_key")) and (key.fingerprinted or look_up_every_key)
+    ])
     results: list[BulkItemResult] = []
     accepted: list[OutboundMessage] = []
     now = timezone.now()
@@ -317,7 +323,7 @@ def _accept_messages(
             phone=item.get("phone"), text=item.get("text"), instance=item.get("instance"),
             scheduled_at=item.get("scheduled_at"), expires_at=item.get("expires_at"),
             valid_for_seconds=item.get("valid_for_seconds"), callback_url=item.get("callback_url"),
-        ) if key else ""
+        ) if key and key.fingerprinted else ""
         if key in earlier:
             try:
                 idempotency.ensure_same_request(earlier[key], fingerprint)
