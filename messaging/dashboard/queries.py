@@ -3,7 +3,9 @@
 - counts by status for the last hour/day/week: one pass over the last week through (status, created_at);
 - sent vs failed per hour for 24 hours: one GROUP BY through (status, finished_at);
 - top failure reasons of the day: one GROUP BY through (status, finished_at);
-- delivery and read rates of the messages sent in the last hour/day/week: one pass through (status, finished_at);
+- delivery and read rates of the messages sent in the last hour and day: one pass through (status, finished_at)
+  that reads each sent row (its receipts are not in an index): ~30 ms for a day of 15,000 sends, ~300 ms for a
+  week of 100,000, which is why there is no week column;
 - the failure reasons of the week, for the changelist filter: cached for a few minutes.
 """
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from django.utils import timezone
 from messaging.models import MessageStatus, OutboundMessage
 
 WINDOWS = (("hour", timedelta(hours=1)), ("day", timedelta(days=1)), ("week", timedelta(days=7)))
+RECEIPT_WINDOWS = WINDOWS[:2]
 FAILURE_KINDS_CACHE_SECONDS = 300
 
 
@@ -41,18 +44,18 @@ def status_counts(*, now: datetime) -> dict[str, dict[str, int]]:
 def receipt_counts(*, now: datetime) -> dict[str, dict[str, int]]:
     """``{window: {"sent": n, "delivered": n, "read": n}}``: of the messages sent in each window, how many
     WhatsApp's receipts say were delivered, and read (a read one counts as delivered)."""
-    week_start = now - WINDOWS[-1][1]
-    counts = {name: {"sent": 0, "delivered": 0, "read": 0} for name, _ in WINDOWS}
-    # A sent message's finished_at is its sent_at: the (status, finished_at) index finds the week's sends.
-    sent = OutboundMessage.objects.filter(status=MessageStatus.SENT, finished_at__gte=week_start).order_by()
+    first = now - RECEIPT_WINDOWS[-1][1]
+    counts = {name: {"sent": 0, "delivered": 0, "read": 0} for name, _ in RECEIPT_WINDOWS}
+    # A sent message's finished_at is its sent_at: the (status, finished_at) index finds the sends.
+    sent = OutboundMessage.objects.filter(status=MessageStatus.SENT, finished_at__gte=first).order_by()
     aggregates = {}
-    for name, span in WINDOWS:
+    for name, span in RECEIPT_WINDOWS:
         in_window = Q(finished_at__gte=now - span)
         aggregates[f"{name}_sent"] = Count("pk", filter=in_window)
         aggregates[f"{name}_delivered"] = Count("pk", filter=in_window & Q(delivered_at__isnull=False))
         aggregates[f"{name}_read"] = Count("pk", filter=in_window & Q(read_at__isnull=False))
     row = sent.aggregate(**aggregates)
-    for name, _ in WINDOWS:
+    for name, _ in RECEIPT_WINDOWS:
         for figure in ("sent", "delivered", "read"):
             counts[name][figure] = row[f"{name}_{figure}"] or 0
     return counts

@@ -66,7 +66,7 @@ def dashboard_context(now) -> dict:
                  "rate": rate(receipts[name][figure], receipts[name]["sent"]) if figure != "sent" else None,
                  "url": changelist_url(status="sent", finished_at__gte=since[name].isoformat(),
                                        **({"receipt": figure} if figure != "sent" else {}))}
-                for name, _ in queries.WINDOWS
+                for name, _ in queries.RECEIPT_WINDOWS
             ],
         }
         for figure, label in (("sent", "Sent"), ("delivered", "Delivered"), ("read", "Read"))
@@ -81,6 +81,7 @@ def dashboard_context(now) -> dict:
         "windows": [name for name, _ in queries.WINDOWS],
         "status_rows": status_rows,
         "totals": totals,
+        "receipt_windows": [name for name, _ in queries.RECEIPT_WINDOWS],
         "receipt_rows": receipt_rows,
         "waiting": [
             {"status": status, "count": count, "url": changelist_url(status=status)}
