@@ -14,6 +14,7 @@ import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -236,15 +237,17 @@ def accept_message(
         source=source,
     )
     try:
-        with transaction.atomic():
+        # The INSERT commits on its own (autocommit: one round trip, where BEGIN ... COMMIT took two); a savepoint
+        # only inside a caller's transaction, so that a lost idempotency race does not break it.
+        with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
             message.save(force_insert=True)
-            if message.status == MessageStatus.QUEUED:
-                transaction.on_commit(lambda: tasks.publish_send(message))
     except IntegrityError:
         if not idempotency_key:
             raise
         # Two requests with one key raced; the other one won.
         return idempotency.find_earlier(idempotency_key, fingerprint), False
+    if message.status == MessageStatus.QUEUED:
+        transaction.on_commit(lambda: tasks.publish_send(message))  # at once, or when the caller's transaction commits
     log.info(
         "message=%s accepted phone=%s instance=%s status=%s scheduled_at=%s expires_at=%s",
         message.pk, message.phone, message.instance, message.status, message.scheduled_at, message.expires_at,
