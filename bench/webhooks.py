@@ -1,13 +1,17 @@
 """Webhook receiver: Evolution's `messages.upsert` POSTed to /webhooks/evolution/{instance} under gunicorn as in
 production, by wrk with 32 connections (32 concurrent senders) for a bounded time.
 
-    .venv/bin/python bench/webhooks.py [--runs 3] [--connections 32] [--duration 10] [--contacts 2000]
+    .venv/bin/python bench/webhooks.py [--runs 3] [--connections 32] [--duration 10] [--contacts 2000] [--rate N]
 
 Every request is a valid, signed (the instance's secret header) customer message from one of `--contacts`
 contacts, with its own WhatsApp id; every tenth one is a retry of the connection's previous event (Evolution
 retries webhooks), which must be answered 2xx as a duplicate and stored once. No worker runs, so afterwards:
 rows == first-time 2xx answers (+ at most one per connection cut off in flight), every stored event is a distinct
 WhatsApp message, and each row's `process_webhook_event` task waits in the queue exactly once.
+
+By default each sender posts its next event as soon as the last is answered (saturation: the p99 is then set by
+how many events per second the machine can take). With `--rate N` the senders offer about N events/s in all: each
+waits connections/N seconds after an answer before its next post, so the p99 is the answer time at that load.
 """
 from __future__ import annotations
 
@@ -36,6 +40,10 @@ local instance = os.getenv("BENCH_INSTANCE")
 local contacts = tonumber(os.getenv("BENCH_CONTACTS"))
 local retry_every = tonumber(os.getenv("BENCH_RETRY_EVERY"))
 local nonce = tonumber(os.getenv("BENCH_NONCE"))  -- new ids for each wrk run: the warm-up's cannot collide
+local pause_ms = tonumber(os.getenv("BENCH_PAUSE_MS"))  -- after each answer, before the next post (--rate)
+if pause_ms > 0 then
+  function delay() return pause_ms end
+end
 local path = "/webhooks/evolution/" .. instance
 local headers = {["Content-Type"] = "application/json", ["x-console-webhook-secret"] = secret}
 local threads = {}
@@ -114,11 +122,13 @@ def reset_inbound() -> str:
     return services.secret_for(harness.INSTANCE)
 
 
-def wrk(port: int, *, secret: str, connections: int, duration: float, contacts: int, retry_every: int) -> dict:
+def wrk(port: int, *, secret: str, connections: int, duration: float, contacts: int, retry_every: int,
+        rate: float | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     env = harness.child_env(BENCH_NONCE=str(secrets.randbelow(0x10000)), BENCH_SECRET=secret, BENCH_INSTANCE=harness.INSTANCE, BENCH_CONTACTS=str(contacts),
-                            BENCH_RETRY_EVERY=str(retry_every))
+                            BENCH_RETRY_EVERY=str(retry_every),
+                            BENCH_PAUSE_MS=str(round(1000 * connections / rate) if rate else 0))
     try:
         completed = subprocess.run(
             ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "10s", "-s", script.name,
@@ -180,7 +190,8 @@ def warm_up(port: int, **load) -> list[float]:
     return rates
 
 
-def one_run(index: int, *, connections: int, duration: float, contacts: int, retry_every: int) -> dict:
+def one_run(index: int, *, connections: int, duration: float, contacts: int, retry_every: int,
+            rate: float | None = None) -> dict:
     with harness.processes(f"webhooks-{index}") as group:
         secret = reset_inbound()
         port = ingest.serve(group, "gunicorn")
@@ -189,7 +200,7 @@ def one_run(index: int, *, connections: int, duration: float, contacts: int, ret
         time.sleep(3)  # the warm-up's last requests finish before the tables are emptied
         secret = reset_inbound()
         result = wrk(port, secret=secret, connections=connections, duration=duration, contacts=contacts,
-                     retry_every=retry_every)
+                     retry_every=retry_every, rate=rate)
     in_flight = result["sent"] - result["ok"] - result["non_2xx"]
     seconds = result["duration_us"] / 1e6
     run = {
@@ -221,16 +232,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--retry-every", type=int, default=10, help="every Nth request repeats the previous event")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="events/s the senders offer in all (default: as fast as they are answered)")
     args = parser.parse_args(argv)
     harness.setup_django()
     harness.prepare_database()
     runs = []
     for index in range(args.runs):
         runs.append(one_run(index, connections=args.connections, duration=args.duration, contacts=args.contacts,
-                            retry_every=args.retry_every))
+                            retry_every=args.retry_every, rate=args.rate))
         time.sleep(1)
     return harness.summarise(
-        "webhooks POST /webhooks/evolution",
+        "webhooks POST /webhooks/evolution" + (f" at {args.rate:g} events/s offered" if args.rate else ""),
         runs,
         [("accepted_per_s", "events accepted/s"), ("p50_ms", "p50 latency ms"), ("p99_ms", "p99 latency ms"),
          ("non_2xx", "non-2xx answers"), ("socket_errors", "socket errors")],
