@@ -47,6 +47,20 @@ _COPY_AS_IS = {
 }
 
 
+@functools.cache
+def _single_insert(vendor: str, alias: str, label: str) -> tuple[list, str]:
+    """The columns and text of ``insert_one``'s statement for one model on one database."""
+    from django.apps import apps
+
+    meta = apps.get_model(label)._meta
+    quote = connections[alias].ops.quote_name
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
+    return fields, (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(meta.pk.column)}"
+    )
+
+
 class OutboundMessageQuerySet(models.QuerySet):
     """State transitions. Each returns True only for the caller that actually moved the row."""
 
@@ -210,6 +224,20 @@ class OutboundMessageQuerySet(models.QuerySet):
                     copy.write_row(row(message))
         for message in messages:
             message._state.adding, message._state.db = False, self.db
+
+    def insert_one(self, message) -> None:
+        """Store one new message (its pk set), as ``save(force_insert=True)`` does, with the INSERT's text made
+        once per process: Django compiling the 25-column statement cost ~0.8 ms of CPU per POST /messages, several
+        times the statement's own round trip. Each value goes through its field's ``get_db_prep_save`` as in a
+        save; the model has no ``auto_now`` fields and no save signals, so nothing else of save() applies."""
+        connection = connections[self.db]
+        meta = self.model._meta
+        fields, sql = _single_insert(connection.vendor, connection.alias, meta.label)
+        values = [field.get_db_prep_save(getattr(message, field.attname), connection) for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            message.pk = cursor.fetchone()[0]
+        message._state.adding, message._state.db = False, self.db
 
     def schedule_held(self, times: dict) -> int:
         """Held messages -> scheduled at ``times[pk]``; beat releases them then. Others are left alone."""

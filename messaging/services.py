@@ -240,7 +240,7 @@ def accept_message(
         # The INSERT commits on its own (autocommit: one round trip, where BEGIN ... COMMIT took two); a savepoint
         # only inside a caller's transaction, so that a lost idempotency race does not break it.
         with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
-            message.save(force_insert=True)
+            OutboundMessage.objects.insert_one(message)
     except IntegrityError:
         if not idempotency_key:
             raise
