@@ -99,7 +99,8 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
     task = send_transactional_message
     app = task.app
     queues = {priority: app.amqp.queues[name] for priority, name in QUEUE_OF_PRIORITY.items()}
-    template = app.amqp.create_task_message("", task.name, [0], {})
+    # ignore_result in the headers too: a worker takes the message's value over the task's own.
+    template = app.amqp.create_task_message("", task.name, [0], {}, ignore_result=task.ignore_result)
     embed = json.dumps(template.body[2])
     reply_to = template.properties.get("reply_to", "")
     retry, retry_policy = app.conf.task_publish_retry, app.conf.task_publish_retry_policy
