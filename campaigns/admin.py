@@ -7,14 +7,14 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
-from django.http import HttpResponse
-from django.urls import reverse
+from django.http import HttpResponse, JsonResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from campaigns import contact_import, selectors, services, texts
-from campaigns.models import Campaign, Contact, ContactImport, ImportStatus, Tag
+from campaigns.models import Campaign, Contact, ContactImport, ImportStatus, SavedFilter, Tag
 from messaging.phones import normalize_phone
 
 
@@ -29,6 +29,20 @@ class TagAdmin(admin.ModelAdmin):
     @admin.display(description="contacts", ordering="contact_count")
     def contact_count(self, tag):
         return tag.contact_count
+
+
+@admin.register(SavedFilter)
+class SavedFilterAdmin(admin.ModelAdmin):
+    """An audience by rule: all of its tags, each of its field values, made after a moment."""
+
+    list_display = ["name", "contact_count", "created_after"]
+    search_fields = ["name"]
+    filter_horizontal = ["tags"]
+    readonly_fields = ["contact_count"]
+
+    @admin.display(description="contacts now (opted-out included)")
+    def contact_count(self, saved_filter):
+        return saved_filter.contacts().count() if saved_filter.pk else "-"
 
 
 class ContactForm(forms.ModelForm):
@@ -160,13 +174,14 @@ class ContactImportAdmin(admin.ModelAdmin):
 class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
-        fields = ["name", "instance", "text", "audience", "recipients", "scheduled_at", "recurrence",
+        fields = ["name", "instance", "text", "audience", "saved_filter", "recipients", "scheduled_at", "recurrence",
                   "rate_per_minute", "time_zone", "quiet_hours_start", "quiet_hours_end", "valid_for_seconds"]
 
     def clean(self):
         cleaned = super().clean()
         candidate = Campaign(**{name: cleaned.get(name) for name in self.Meta.fields
-                                if name not in ("recipients", "audience", "recurrence") and cleaned.get(name) is not None})
+                                if name not in ("recipients", "audience", "saved_filter", "recurrence")
+                                and cleaned.get(name) is not None})
         candidate.quiet_hours_start, candidate.quiet_hours_end = cleaned.get("quiet_hours_start"), cleaned.get("quiet_hours_end")
         try:
             services.validate_settings(candidate)
@@ -195,16 +210,39 @@ class CampaignAdmin(admin.ModelAdmin):
         # A launched campaign is changed by its actions (pause, resume, cancel), not by editing it.
         return super().has_change_permission(request, obj) and (obj is None or obj.status == "draft")
 
+    class Media:
+        js = ["campaigns/preview.js"]  # the live preview under the text field, from preview_view
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if "text" in form.base_fields:
+            form.base_fields["text"].widget.attrs["data-preview-url"] = reverse("admin:campaigns_campaign_preview")
+        return form
+
+    def get_urls(self):
+        preview = path("preview/", self.admin_site.admin_view(self.preview_view), name="campaigns_campaign_preview")
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request):
+        """``?text=...&audience=<tag id>&recipients=<id>...``: the text for the first contact those would reach
+        (a sample contact when none is chosen), rendered by the same rules as a run's messages (campaigns/texts.py)."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        audience, recipients = request.GET.get("audience", ""), request.GET.getlist("recipients")
+        contact = services.sample_contact(
+            audience_id=int(audience) if audience.isdigit() else None,
+            recipient_ids=[int(pk) for pk in recipients if pk.isdigit()],
+        )
+        person = ({"phone": contact.phone, "name": contact.name, "fields": contact.fields} if contact
+                  else texts.SAMPLE)
+        return JsonResponse({"preview": texts.preview(request.GET.get("text", ""), **person), "sample": contact is None})
+
     @admin.display(description="preview")
     def text_preview(self, campaign):
         contact = services.audience_of(campaign).filter(opted_out_at__isnull=True).first()
         if contact is None:
             return "No recipient yet."
-        values = texts.values_of(phone=contact.phone, name=contact.name, fields=contact.fields)
-        try:
-            return f"To {contact}: {texts.render(campaign.text, values)}"
-        except (KeyError, ValueError, IndexError) as error:
-            return f"To {contact}: cannot be written ({error} has no value)."
+        return texts.preview(campaign.text, phone=contact.phone, name=contact.name, fields=contact.fields)
 
     @admin.display(description="placeholders")
     def template_check(self, campaign):
@@ -239,7 +277,7 @@ class CampaignAdmin(admin.ModelAdmin):
         charts = [(run.number, selectors.send_rate(source=run.source)) for run in campaign.runs.order_by("-number")[:3]]
         if not any(rate["counts"] for _, rate in charts):
             return "Nothing sent yet."
-        return format_html_join("", "<p>Run {}: {}</p>", (
+        return format_html_join("", "<p>Run {}:<br>{}</p>", (
             (number, send_rate_chart(rate)) for number, rate in charts if rate["counts"]
         ))
 
@@ -283,7 +321,7 @@ class CampaignAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-CHART_WIDTH, CHART_HEIGHT = 600, 120
+CHART_WIDTH, CHART_HEIGHT, CHART_MIN_SLOTS = 600, 120, 20
 
 
 def send_rate_chart(rate: dict) -> str:
@@ -291,7 +329,7 @@ def send_rate_chart(rate: dict) -> str:
     (the console's CSP allows neither); each bar's count and time show on hover."""
     counts, width = rate["counts"], rate["bar_seconds"]
     tallest = max(counts)
-    bar = CHART_WIDTH / len(counts)
+    bar = CHART_WIDTH / max(len(counts), CHART_MIN_SLOTS)  # a short run's few bars stay bars
     unit = f"{width // 3600} h" if width >= 3600 else f"{width // 60} min" if width >= 60 else f"{width} s"
     bars = format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{} sent from {} UTC</title></rect>', (
         (f"{i * bar:.1f}", f"{CHART_HEIGHT - count / tallest * CHART_HEIGHT:.1f}", f"{max(bar - 1, 0.5):.1f}",

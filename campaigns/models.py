@@ -6,7 +6,10 @@ every state change of a campaign or run is a conditional UPDATE (``WHERE status 
 or an operator and beat can never both move the same row.
 """
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 
@@ -39,6 +42,41 @@ class Contact(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.phone})" if self.name else self.phone
+
+
+class SavedFilter(models.Model):
+    """An audience by rule rather than by tag: the contacts that have all of its tags, each of its field values
+    (``{"city": "Lima"}``) and were made after ``created_after``, as they are when a run starts. A run skips the
+    opted-out among them as it does any recipient."""
+
+    name = models.CharField(max_length=64, unique=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="saved_filters", help_text="Contacts with all of these.")
+    fields = models.JSONField(default=dict, blank=True, help_text='Field values contacts must have, e.g. {"city": "Lima"}.')
+    created_after = models.DateTimeField(null=True, blank=True, help_text="Only contacts made after this moment.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "saved filter"
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if not isinstance(self.fields, dict) or not all(
+            isinstance(key, str) and key and isinstance(value, str) for key, value in self.fields.items()
+        ):
+            raise ValidationError({"fields": ['An object of field names to text values, e.g. {"city": "Lima"}.']})
+
+    def contacts(self):
+        """Its contacts now. A field's value compares as text, as imports store them."""
+        contacts = Contact.objects.all()
+        for tag_id in self.tags.values_list("pk", flat=True):
+            contacts = contacts.filter(tags=tag_id)  # one join per tag: all of them, not any
+        for key, value in (self.fields or {}).items():
+            contacts = contacts.filter(Exact(KeyTextTransform(key, "fields"), str(value)))
+        if self.created_after is not None:
+            contacts = contacts.filter(created_at__gt=self.created_after)
+        return contacts
 
 
 class ImportStatus(models.TextChoices):
@@ -95,6 +133,10 @@ class Campaign(models.Model):
     audience = models.ForeignKey(
         Tag, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns",
         help_text="Everyone with this tag, when the run starts.",
+    )
+    saved_filter = models.ForeignKey(
+        SavedFilter, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns",
+        help_text="Everyone the saved filter matches, when the run starts.",
     )
     recipients = models.ManyToManyField(Contact, blank=True, related_name="campaigns", help_text="Explicit recipients.")
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)

@@ -16,13 +16,13 @@ from celery.schedules import crontab as celery_crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from campaigns import pacing, selectors, texts
 from campaigns.models import (
-    ACTIVE_CAMPAIGN_STATUSES, Campaign, CampaignRun, CampaignStatus, Contact, RunStatus, Tag,
+    ACTIVE_CAMPAIGN_STATUSES, Campaign, CampaignRun, CampaignStatus, Contact, RunStatus, SavedFilter, Tag,
 )
 from evolution import throttle
 from inbound import selectors as inbound_selectors
@@ -98,9 +98,10 @@ def create_campaign(
     *, name: str, text: str, instance: str | None = None, audience: str | None = None,
     recipients: list[dict] | None = None, scheduled_at: datetime | None = None, rate_per_minute: int = 20,
     time_zone: str = "UTC", quiet_hours: tuple | None = None, valid_for_seconds: int | None = None,
-    recurrence: dict | None = None, created_by=None, callback_url: str = "",
+    recurrence: dict | None = None, created_by=None, callback_url: str = "", saved_filter: str | None = None,
 ) -> Campaign:
-    """A draft campaign (``launch_campaign`` schedules it). ``audience`` is a tag name; ``recipients`` are
+    """A draft campaign (``launch_campaign`` schedules it). ``audience`` is a tag name, ``saved_filter`` a saved
+    filter's name (``SavedFilter``); ``recipients`` are
     ``{"phone", ...fields}`` made or merged into contacts; ``recurrence`` is ``{"crontab": "0 9 * * *"}`` or
     ``{"every_seconds": 3600}``; ``quiet_hours`` is ``(start time, end time)`` in ``time_zone``."""
     instance = instance or settings.EVOLUTION_INSTANCE_NAME
@@ -113,9 +114,13 @@ def create_campaign(
         campaign.audience = Tag.objects.filter(name=audience).first()
         if campaign.audience is None:
             raise ValidationError({"audience": [f'No contact has the tag "{audience}".']})
+    if saved_filter:
+        campaign.saved_filter = SavedFilter.objects.filter(name=saved_filter).first()
+        if campaign.saved_filter is None:
+            raise ValidationError({"saved_filter": [f'No saved filter is called "{saved_filter}".']})
     validate_settings(campaign)
-    if not audience and not recipients:
-        raise ValidationError({"recipients": ["Give recipients or an audience (a tag)."]})
+    if not audience and not saved_filter and not recipients:
+        raise ValidationError({"recipients": ["Give recipients, an audience (a tag) or a saved filter."]})
     with transaction.atomic():
         contacts = upsert_contacts(recipients=recipients) if recipients else []
         campaign.save()
@@ -191,11 +196,22 @@ def set_recurrence(*, campaign: Campaign, crontab: str | None = None, every_seco
 
 
 def audience_of(campaign: Campaign):
-    """The contacts a run of ``campaign`` considers now: its tag's and its explicit recipients, each once."""
+    """The contacts a run of ``campaign`` considers now: its tag's, its saved filter's and its explicit
+    recipients, each once."""
     contacts = Contact.objects.filter(campaigns=campaign)
     if campaign.audience_id:
         contacts = contacts | Contact.objects.filter(tags=campaign.audience_id)
+    if campaign.saved_filter_id:
+        contacts = contacts | Contact.objects.filter(pk__in=campaign.saved_filter.contacts().values("pk"))
     return contacts.distinct()
+
+
+def sample_contact(*, audience_id: int | None = None, recipient_ids=()) -> Contact | None:
+    """The first contact a campaign with this audience (a tag's id) and these recipients would write to."""
+    if not audience_id and not recipient_ids:
+        return None
+    chosen = Q(pk__in=list(recipient_ids)) | (Q(tags=audience_id) if audience_id else Q(pk__in=[]))
+    return Contact.objects.filter(chosen, opted_out_at__isnull=True).order_by("pk").first()
 
 
 def check_template(*, campaign_id: int) -> list[texts.Missing]:

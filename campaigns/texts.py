@@ -71,3 +71,21 @@ def missing_placeholders(template: str, contacts) -> list[Missing]:
                 if len(examples.setdefault(placeholder, [])) < EXAMPLES_SHOWN:
                     examples[placeholder].append(phone)
     return [Missing(name, counts[name], examples[name]) for name in names if name in counts]
+
+
+SAMPLE = {"phone": "+5511987654321", "name": "Ana", "fields": {}}  # when no recipient is chosen yet
+
+
+def preview(template: str, *, phone: str, name: str, fields: dict) -> str:
+    """What one contact would receive, or why the template cannot be written for them: the admin's preview, live
+    as the operator types and on the saved campaign."""
+    label = f"{name} ({phone})" if name else phone
+    if not template.strip():
+        return f"Type the text to see what {label} would receive."
+    try:
+        placeholders(template)
+        return f"To {label}: {render(template, values_of(phone=phone, name=name, fields=fields))}"
+    except ValidationError as error:
+        return f"Not a template yet: {' '.join(error.messages)}"
+    except KeyError as error:
+        return f"To {label}: cannot be written ({{{error.args[0]}}} has no value)."

@@ -26,6 +26,10 @@ class CampaignCreateSerializer(serializers.Serializer):
         help_text='[{"phone": "+5511987654321", "name": "Ana", "date": "12 May"}]: contacts made or merged by phone.',
     )
     audience = serializers.CharField(required=False, max_length=64, help_text="A tag: everyone with it when a run starts.")
+    saved_filter = serializers.CharField(
+        required=False, max_length=64,
+        help_text="A saved filter's name (admin: Saved filters): everyone it matches when a run starts.",
+    )
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True, help_text="First start; now when empty.")
     recurrence = RecurrenceSerializer(required=False, allow_null=True)
     rate_per_minute = serializers.IntegerField(required=False, min_value=1, max_value=100000, default=20)
@@ -68,13 +72,15 @@ class CampaignSerializer(serializers.ModelSerializer):
     success = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=CampaignStatus.choices)
     audience = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    saved_filter = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recurrence = serializers.SerializerMethodField()
     runs = serializers.SerializerMethodField()
 
     class Meta:
         model = Campaign
         fields = [
-            "success", "id", "name", "status", "instance", "text", "audience", "scheduled_at", "next_run_at",
+            "success", "id", "name", "status", "instance", "text", "audience", "saved_filter", "scheduled_at",
+            "next_run_at",
             "recurrence", "rate_per_minute", "time_zone", "quiet_hours_start", "quiet_hours_end",
             "valid_for_seconds", "callback_url", "created_at", "runs",
         ]

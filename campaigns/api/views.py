@@ -38,8 +38,8 @@ class CampaignCreateView(APIView):
     @extend_schema(
         summary="Create a campaign and launch it (unless draft)",
         description="One text template to many contacts: `recipients` (made or merged into contacts by phone) "
-                    "and/or `audience` (a tag). Launched, it starts at `scheduled_at` (now when empty) and then on "
-                    "its `recurrence`; beat's due-check starts each run. A placeholder some recipients have no "
+                    "and/or `audience` (a tag) and/or `saved_filter` (a saved filter's name). Launched, it starts "
+                    "at `scheduled_at` (now when empty) and then on its `recurrence`; beat's due-check starts each run. A placeholder some recipients have no "
                     "value for is a 400 naming it, how many and which, before anything is sent.",
         request={"application/json": CampaignCreateSerializer},
         responses={201: CampaignSerializer},
@@ -67,7 +67,7 @@ class CampaignCreateView(APIView):
                 rate_per_minute=data["rate_per_minute"], time_zone=data["time_zone"],
                 quiet_hours=(quiet["start"], quiet["end"]) if quiet else None,
                 valid_for_seconds=data.get("valid_for_seconds"), recurrence=data.get("recurrence") or None,
-                created_by=user, callback_url=data.get("callback_url", ""),
+                created_by=user, callback_url=data.get("callback_url", ""), saved_filter=data.get("saved_filter"),
             )
             if not data["draft"]:
                 services.launch_campaign(campaign_id=campaign.pk)

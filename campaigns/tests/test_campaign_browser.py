@@ -87,7 +87,13 @@ def test_an_operator_runs_a_campaign_from_a_csv_upload_to_its_completed_progress
     instance.clear()
     instance.send_keys(evolution_sandbox.instance)
     browser.find_element(By.NAME, "text").send_keys("Hola {name}, tu cita es el {date}")
+    # The live preview follows the typing: for a sample contact (no audience yet), then for the tag's first contact.
+    preview = browser.find_element(By.ID, "campaign-preview")
+    wait_for(lambda: preview.text == "Preview: To Ana (+5511987654321): cannot be written ({date} has no value).",
+             timeout=10, what="the preview for the sample contact")
     Select(browser.find_element(By.NAME, "audience")).select_by_visible_text("spring")
+    wait_for(lambda: preview.text == "Preview: To Ana Maria (+5511987653001): Hola Ana Maria, tu cita es el 12 May",
+             timeout=10, what="the preview for the audience's first contact")
     rate = browser.find_element(By.NAME, "rate_per_minute")
     rate.clear()
     rate.send_keys("600")

@@ -48,13 +48,14 @@ def test_a_longer_run_is_counted_per_minute(run):
 def test_the_campaign_page_draws_each_bar_in_proportion_with_no_script(admin_client, run):
     page = admin_client.get(f"/admin/campaigns/campaign/{run.campaign_id}/change/").content.decode()
 
-    [chart] = re.findall(r'Run 1: (<svg class="send-rate".*?</svg>)', page, flags=re.S)
+    [chart] = re.findall(r'Run 1:<br>(<svg class="send-rate".*?</svg>)', page, flags=re.S)
     bars = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="[\d.]+" height="([\d.]+)"[^>]*><title>(.*?)</title>', chart)
-    assert bars == [("0.0", "120.0", "4 sent from 12:00:00 UTC"), ("240.0", "60.0", "2 sent from 12:00:20 UTC"),
-                    ("480.0", "30.0", "1 sent from 12:00:40 UTC")]
+    # Five bars of 10 s in at least 20 slots of 30 px, the tallest 120 px high.
+    assert bars == [("0.0", "120.0", "4 sent from 12:00:00 UTC"), ("60.0", "60.0", "2 sent from 12:00:20 UTC"),
+                    ("120.0", "30.0", "1 sent from 12:00:40 UTC")]
     assert "Messages sent per 10 s from 2030-01-01 12:00:00 UTC; the tallest bar is 4." in page
     assert "<script" not in chart
-    assert page.count('<svg class="send-rate"') == 2 and page.index("Run 2: <svg") < page.index("Run 1: <svg")  # latest first
+    assert page.count('<svg class="send-rate"') == 2 and page.index("Run 2:<br><svg") < page.index("Run 1:<br><svg")  # latest first
 
 
 def test_a_run_with_nothing_sent_has_no_chart(admin_client):
