@@ -34,7 +34,7 @@ class Key(NamedTuple):
 
 class MessageKey(Key):
     """A key that names the message itself, not a request for one: a campaign run's message to one contact
-    (``MessageKey("campaign", "run-7:42")``). Making it again is the same message by construction, whatever its
+    (``MessageKey("campaign", "run-7:42")``), the resend of a message. Making it again is the same message by construction, whatever its
     text or send time this time, so it has no fingerprint: a second making returns the first, never KeyReused.
     Equal to the ``Key`` of the same scope and value (the stored message is found either way)."""
 
@@ -70,7 +70,7 @@ def clean_key(raw: str | None, *, owner, field: str = "idempotency_key", max_len
 def resend_key(original_id: int) -> Key:
     """The key of the resend of a message. One per original, whoever resends it: a double-clicked or repeated
     resend finds the first copy instead of making a second one. To send it yet again, resend the resend."""
-    return Key("", f"{RESERVED_PREFIX}resend-of:{original_id}")
+    return MessageKey("", f"{RESERVED_PREFIX}resend-of:{original_id}")  # names the copy: no fingerprint to differ
 
 
 def compose_key(form_token: str) -> Key:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from config.celery import TRANSACTIONAL_QUEUE
-from messaging import services, tasks
+from messaging import idempotency, services, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage
 from messaging.paginators import EstimatedCountPaginator
 from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
@@ -223,6 +223,19 @@ def test_resending_twice_does_not_make_a_second_copy(admin_client):
     assert flash(first) == [f"Resent as #{copy.pk}."]
     assert flash(again) == [f"Already resent as #{copy.pk}."]
     assert flash(run_action(admin_client, "resend_selected", failed)) == ["0 messages resent, 1 skipped: already resent."]
+
+
+def test_resending_again_finds_the_copy_even_if_it_was_made_differently(admin_client):
+    # A copy made before resends carried the original's callback_url differs from what a resend makes now;
+    # the resend key names the copy itself, so asking again still finds it (it was a 500 for a while).
+    failed = failed_message()
+    OutboundMessage.objects.filter(pk=failed.pk).update(callback_url="https://shop.example/hooks/whatsapp")
+    older, _ = services.accept_message(phone=failed.phone, text=failed.text, resend_of=failed,
+                                       idempotency_key=idempotency.resend_key(failed.pk))
+    response = admin_client.post(button(failed.pk, "resend"), follow=True)
+    assert response.status_code == 200
+    assert flash(response) == [f"Already resent as #{older.pk}."]
+    assert OutboundMessage.objects.filter(resend_of=failed).count() == 1
 
 
 def test_a_resend_is_enqueued_after_commit(admin_client, django_capture_on_commit_callbacks):
