@@ -359,16 +359,17 @@ def prepare_run(*, run_id: int) -> CampaignRun:
     times = _send_times(campaign, start=timezone.now() + FIRST_SEND_DELAY)
     skipped: Counter = Counter()
     recipients = 0
-    contacts = (audience_of(campaign).order_by("pk").annotate(not_on_whatsapp=selectors.not_on_whatsapp())
-                .values_list("pk", "phone", "name", "fields", "opted_out_at", "not_on_whatsapp"))
+    contacts = (audience_of(campaign).order_by("pk")
+                .annotate(not_on_whatsapp=selectors.not_on_whatsapp(), replied_stop=inbound_selectors.replied_stop())
+                .values_list("pk", "phone", "name", "fields", "opted_out_at", "not_on_whatsapp", "replied_stop"))
     iterator = contacts.iterator(FAN_OUT_CHUNK)
     while chunk := list(islice(iterator, FAN_OUT_CHUNK)):
         recipients += len(chunk)
         # A STOP the receiver could not apply (the contact was made later, or the signal was lost) counts here.
-        replied_stop = inbound_selectors.opted_out_phones([row[1] for row in chunk if row[4] is None])
+        replied_stop = {row[1] for row in chunk if row[4] is None and row[6]}
         opt_out_phones(phones=list(replied_stop), source="reply")
         items = []
-        for contact_id, phone, name, fields, opted_out_at, not_on_whatsapp in chunk:
+        for contact_id, phone, name, fields, opted_out_at, not_on_whatsapp, _ in chunk:
             if opted_out_at is not None or phone in replied_stop:
                 skipped["opted out"] += 1
             elif not_on_whatsapp:
