@@ -23,6 +23,15 @@ def button(message_id: int, action: str) -> str:
     return f"{CHANGELIST}{message_id}/actions/{action}/"
 
 
+def html(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def shown_ids(response) -> set[int]:
+    return {message.pk for message in response.context["cl"].result_list}
+
+
 @pytest.fixture(autouse=True)
 def admin_static_files_and_cache(settings):
     # Tests run without collectstatic: serve the admin's CSS/JS from the apps, not from a manifest.

@@ -20,22 +20,15 @@ from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
     admin_static_files_and_cache,
     button,
     failed_message,
+    html,
     make_message,
     make_user,
     page,
+    shown_ids,
     superuser,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def html(response) -> str:
-    assert response.status_code == 200, response.status_code
-    return response.content.decode()
-
-
-def shown_ids(response) -> set[int]:
-    return {message.pk for message in response.context["cl"].result_list}
 
 
 def run_action(client, action: str, *messages, follow=True):
