@@ -1,12 +1,12 @@
 """Inbound's Celery tasks (thin) and their publishers. They run on the maintenance queue (config/celery.py's
 default), apart from the sends, so a flood of replies never delays a send."""
-import json
 import logging
 import uuid
 from functools import cache
 
 from celery import shared_task
 
+from config.celery import publish_by_id
 from inbound import services
 
 log = logging.getLogger("inbound")
@@ -39,44 +39,28 @@ def inbound_tick() -> dict:
 def publish_event(event_id: int) -> None:
     """After commit. A broker failure is logged, not raised: the row is kept and beat's tick publishes it again.
 
-    The receiver's hot path: Celery's own task message, its headers built once per process, published straight
-    to the queue (like messaging.tasks.publish_sends). ``delay()`` does the same with per-call routing and an
-    exchange lookup in Redis: three times the CPU and a second round trip."""
+    The receiver's hot path: published with ``config.celery.publish_by_id`` (Celery's own task message, straight
+    to the queue). ``delay()`` does the same with per-call routing and an exchange lookup in Redis: three times the
+    CPU and a second round trip."""
     try:
         _publish_by_id(process_webhook_event, event_id)
     except Exception as error:  # noqa: BLE001 (any broker error: the event is kept and retried by the tick)
         log.error("webhook_event=%s not published: %s; the tick publishes it again", event_id, error)
 
 
-@cache
-def _message_template(task_name: str):
-    """What every message of this task shares: headers, properties, the embedded options, its queue."""
-    task = process_webhook_event.app.tasks[task_name]
-    app = task.app
-    template = app.amqp.create_task_message("", task.name, [0], {})
-    queue_name = (app.amqp.router.route({}, task.name, args=(0,), kwargs={}).get("queue") or app.amqp.default_queue)
-    queue = queue_name if hasattr(queue_name, "bind") else app.amqp.queues[queue_name]
-    return template, json.dumps(template.body[2]), queue
-
-
 def _publish_by_id(task, object_id: int) -> None:
-    template, embed, queue = _message_template(task.name)
-    app = task.app
-    task_id = str(uuid.uuid4())
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            f"[[{int(object_id)}], {{}}, {embed}]",
-            exchange="",  # straight to the queue: no per-message binding lookup
-            routing_key=queue.name,
-            declare=[queue.bind(producer.channel)],  # declared once per connection (kombu caches it)
-            headers={**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{int(object_id)}]"},
-            content_type="application/json",
-            content_encoding="utf-8",
-            correlation_id=task_id,
-            reply_to=template.properties.get("reply_to", ""),
-            retry=app.conf.task_publish_retry,
-            retry_policy=app.conf.task_publish_retry_policy,
-        )
+    queue = _queue_of(task.name)
+    with task.app.producer_or_acquire() as producer:
+        publish_by_id(producer, task, object_id, task_id=str(uuid.uuid4()), queue=queue,
+                      declare=[queue.bind(producer.channel)])
+
+
+@cache
+def _queue_of(task_name: str):
+    """The queue the routes give this task (maintenance, config/celery.py)."""
+    app = process_webhook_event.app
+    queue_name = app.amqp.router.route({}, task_name, args=(0,), kwargs={}).get("queue") or app.amqp.default_queue
+    return queue_name if hasattr(queue_name, "bind") else app.amqp.queues[queue_name]
 
 
 def publish_batch(batch_id: int, *, countdown: float = 0) -> None:

@@ -3,7 +3,6 @@
 Tasks are thin: they take ids, call a service, and turn its answer into retry or done. Queues, routes and the beat
 schedule that run them are in config/celery.py.
 """
-import json
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -11,7 +10,7 @@ from contextlib import nullcontext
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from config.celery import QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE
+from config.celery import QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
 from evolution import instances
 from messaging import maintenance, services
 from messaging.models import OutboundMessage
@@ -87,23 +86,14 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
     (``maintenance.requeue_stuck_messages``) publishes again whatever did not go out, so an accepted message is
     never lost to a broker outage.
 
-    The messages are Celery's own task messages (the headers ``app.amqp.create_task_message`` builds, made once
-    and reused with each message's task id), published with one kombu producer inside ``Producer.batch()``:
-    Redis buffers them in a pipeline, other transports publish one by one. That skips the per-message routing
-    and queue re-binding of ``apply_async``, which cost more than the publish itself, and goes through the
-    default exchange straight to the queue (AMQP's "" exchange; kombu's Redis transport otherwise reads the
-    exchange's bindings from Redis on every publish). The queue is still declared, once per connection.
+    The messages are Celery's own task messages, straight to their queue (``config.celery.publish_by_id``),
+    published with one kombu producer inside ``Producer.batch()``: Redis buffers them in a pipeline, other
+    transports publish one by one.
     """
     if not messages:
         return 0
-    task = send_transactional_message
-    app = task.app
+    app = send_transactional_message.app
     queues = {priority: app.amqp.queues[name] for priority, name in QUEUE_OF_PRIORITY.items()}
-    # ignore_result in the headers too: a worker takes the message's value over the task's own.
-    template = app.amqp.create_task_message("", task.name, [0], {}, ignore_result=task.ignore_result)
-    embed = json.dumps(template.body[2])
-    reply_to = template.properties.get("reply_to", "")
-    retry, retry_policy = app.conf.task_publish_retry, app.conf.task_publish_retry_policy
     published = 0
     try:
         with app.producer_or_acquire() as producer:
@@ -113,21 +103,8 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
             # A batch costs a client of its own: worth it from two messages on.
             with producer.batch(max_size=PUBLISH_BATCH_SIZE) if len(messages) > 1 else nullcontext():
                 for message in messages:
-                    task_id = message.task_id
-                    queue = queues[message.priority]
-                    producer.publish(
-                        f"[[{int(message.pk)}], {{}}, {embed}]",
-                        exchange="",  # straight to the queue: no per-message binding lookup
-                        routing_key=queue.name,
-                        declare=declare[message.priority],
-                        headers={**template.headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{message.pk}]"},
-                        content_type="application/json",
-                        content_encoding="utf-8",
-                        correlation_id=task_id,
-                        reply_to=reply_to,
-                        retry=retry,
-                        retry_policy=retry_policy,
-                    )
+                    publish_by_id(producer, send_transactional_message, message.pk, task_id=message.task_id,
+                                  queue=queues[message.priority], declare=declare[message.priority])
                     published += 1
     except Exception:
         log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
