@@ -24,6 +24,7 @@ from campaigns import pacing, selectors, texts
 from campaigns.models import (
     ACTIVE_CAMPAIGN_STATUSES, Campaign, CampaignRun, CampaignStatus, Contact, RunStatus, SavedFilter, Tag,
 )
+from config.overlap import Overlapped
 from evolution import throttle
 from inbound import selectors as inbound_selectors
 from messaging import idempotency
@@ -363,41 +364,44 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                 .annotate(not_on_whatsapp=selectors.not_on_whatsapp(), replied_stop=inbound_selectors.replied_stop())
                 .values_list("pk", "phone", "name", "fields", "opted_out_at", "not_on_whatsapp", "replied_stop"))
     iterator = contacts.iterator(FAN_OUT_CHUNK)
-    while chunk := list(islice(iterator, FAN_OUT_CHUNK)):
-        recipients += len(chunk)
-        # A STOP the receiver could not apply (the contact was made later, or the signal was lost) counts here.
-        replied_stop = {row[1] for row in chunk if row[4] is None and row[6]}
-        opt_out_phones(phones=list(replied_stop), source="reply")
-        items = []
-        for contact_id, phone, name, fields, opted_out_at, not_on_whatsapp, _ in chunk:
-            if opted_out_at is not None or phone in replied_stop:
-                skipped["opted out"] += 1
-            elif not_on_whatsapp:
-                skipped["not on WhatsApp"] += 1
-            elif contact_id in made:
-                continue
-            else:
-                values = texts.values_of(phone=phone, name=name, fields=fields)
-                try:
-                    text = texts.render(campaign.text, values)
-                except (KeyError, ValueError, IndexError):
-                    skipped["a placeholder has no value"] += 1
+    # Chunk N is stored on a second connection while chunk N+1 is built (config/overlap.py): half the time.
+    with Overlapped() as overlap:
+        while chunk := list(islice(iterator, FAN_OUT_CHUNK)):
+            recipients += len(chunk)
+            # A STOP the receiver could not apply (the contact was made later, or the signal was lost) counts here.
+            replied_stop = {row[1] for row in chunk if row[4] is None and row[6]}
+            opt_out_phones(phones=list(replied_stop), source="reply")
+            items = []
+            for contact_id, phone, name, fields, opted_out_at, not_on_whatsapp, _ in chunk:
+                if opted_out_at is not None or phone in replied_stop:
+                    skipped["opted out"] += 1
+                elif not_on_whatsapp:
+                    skipped["not on WhatsApp"] += 1
+                elif contact_id in made:
                     continue
-                send_at = next(times)
-                if expires_at is not None and send_at >= expires_at:
-                    skipped["its send time is past the campaign's validity"] += 1
-                    continue
-                items.append({
-                    "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
-                    "expires_at": expires_at, "callback_url": campaign.callback_url,
-                    "idempotency_key": idempotency.MessageKey("campaign", f"run-{run.pk}:{contact_id}"),
-                })
-        for result in messaging.accept_messages(
-            items=items, created_by=campaign.created_by, source=source, phones_are_normalized=True,  # contacts' phones
-        ):
-            if result.errors:  # (a message a concurrent trigger made first is returned, not an error)
-                skipped[f"invalid {next(iter(result.errors))}"] += 1
-        _follow_campaign_state(run)
+                else:
+                    values = texts.values_of(phone=phone, name=name, fields=fields)
+                    try:
+                        text = texts.render(campaign.text, values)
+                    except (KeyError, ValueError, IndexError):
+                        skipped["a placeholder has no value"] += 1
+                        continue
+                    send_at = next(times)
+                    if expires_at is not None and send_at >= expires_at:
+                        skipped["its send time is past the campaign's validity"] += 1
+                        continue
+                    items.append({
+                        "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
+                        "expires_at": expires_at, "callback_url": campaign.callback_url,
+                        "idempotency_key": idempotency.MessageKey("campaign", f"run-{run.pk}:{contact_id}"),
+                    })
+            for result in messaging.accept_messages(
+                items=items, created_by=campaign.created_by, source=source, overlap=overlap,
+                phones_are_normalized=True,  # contacts' phones
+            ):
+                if result.errors:  # (a message a concurrent trigger made first is returned, not an error)
+                    skipped[f"invalid {next(iter(result.errors))}"] += 1
+            _follow_campaign_state(run)
     created = OutboundMessage.objects.filter(source=source).count()
     CampaignRun.objects.filter(pk=run.pk).update(
         recipients=recipients, created=created, skipped=dict(skipped), prepared_at=timezone.now()

@@ -212,18 +212,26 @@ class OutboundMessageQuerySet(models.QuerySet):
         else:
             row = operator.attrgetter(*(field.attname for field in fields))  # a row's values in one C call
         columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        if messages[0].pk is None:
+            self.reserve_pks(messages)
         with connection.cursor() as cursor, connection.wrap_database_errors:
+            with cursor.cursor.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for message in messages:
+                    copy.write_row(row(message))
+        for message in messages:
+            message._state.adding, message._state.db = False, self.db
+
+    def reserve_pks(self, messages: list) -> None:
+        """Give new messages their pks from the table's sequence (PostgreSQL), ahead of ``insert_many``. A sequence
+        is outside transactions, so any connection may take them."""
+        meta = self.model._meta
+        with connections[self.db].cursor() as cursor:
             cursor.execute(
                 "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
                 [meta.db_table, meta.pk.column, len(messages)],
             )
             for message, (pk,) in zip(messages, cursor.fetchall()):
                 message.pk = pk
-            with cursor.cursor.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
-                for message in messages:
-                    copy.write_row(row(message))
-        for message in messages:
-            message._state.adding, message._state.db = False, self.db
 
     def insert_one(self, message) -> None:
         """Store one new message (its pk set), as ``save(force_insert=True)`` does, with the INSERT's text made

@@ -25,6 +25,7 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.overlap import Overlapped
 from evolution import instances, throttle
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
 from messaging import heartbeats, idempotency, metrics, tasks
@@ -284,7 +285,7 @@ class BulkItemResult:
 
 def accept_messages(
     *, items: Sequence[dict], created_by=None, source: str = "", one_request: bool = False,
-    phones_are_normalized: bool = False,
+    phones_are_normalized: bool = False, overlap: Overlapped | None = None,
 ) -> list[BulkItemResult]:
     """Validate each item on its own like ``accept_message``; store the valid ones and publish them after commit.
 
@@ -298,22 +299,29 @@ def accept_messages(
     before anything is written. ``phones_are_normalized``: every phone is ``normalize_phone``'s own output (see
     ``validate_message``). Returns one result per item, in order. A ``MessageKey`` is looked up only when storing
     it conflicts (its caller left out the messages it made already), a request's key always first.
+
+    With ``overlap`` (the campaign fan-out) the rows are stored on its connection while the caller goes on, and
+    the results are those known before storing: an item whose key turns out to be taken when storing (a run
+    triggered twice) is then settled there, in the background, as it would be here.
     """
     if len(items) > BULK_MAX_MESSAGES:
         raise ValidationError({"messages": [f"Send at most {BULK_MAX_MESSAGES} messages per request."]})
     options = dict(created_by=created_by, source=source, one_request=one_request, phones_are_normalized=phones_are_normalized)
-    try:
-        return _accept_messages(items, **options)
-    except IntegrityError:
-        # Another request stored one of these keys meanwhile, or a MessageKey's message exists: this time the
-        # lookup finds it.
-        return _accept_messages(items, **options, look_up_every_key=True)
+    results, accepted = _accept_messages(items, **options)
+    if accepted and overlap is not None:
+        if not overlap.inline:
+            OutboundMessage.objects.reserve_pks(accepted)  # here: one round trip less on the storing thread
+        overlap.submit(_store, accepted, items, options)
+    elif accepted:
+        results = _store(accepted, items, options) or results
+    return results
 
 
 def _accept_messages(
     items: Sequence[dict], *, created_by, source: str, one_request: bool, phones_are_normalized: bool,
     look_up_every_key: bool = False,
-) -> list[BulkItemResult]:
+) -> tuple[list[BulkItemResult], list[OutboundMessage]]:
+    """The results of validating ``items``, and the new messages among them (not stored yet)."""
     earlier = idempotency.find_all_earlier([
         key for item in items if (key := item.get("idempotency_key")) and (key.fingerprinted or look_up_every_key)
     ])
@@ -356,19 +364,32 @@ def _accept_messages(
             earlier[key] = message  # the same key twice in one request is one message
         accepted.append(message)
         results.append(BulkItemResult(message=message))
-    if accepted:
-        with transaction.atomic():
-            OutboundMessage.objects.insert_many(accepted)  # PostgreSQL and SQLite set the pks
-            queued = [message for message in accepted if message.status == MessageStatus.QUEUED]
-            if queued:
-                transaction.on_commit(lambda: tasks.publish_sends(queued))
-        for instance, count in Counter(message.instance for message in accepted).items():
-            metrics.message_accepted(instance=instance, count=count)
-        log.info(
-            "messages=%s accepted in bulk rejected=%s",
-            tasks.id_ranges(accepted), len(items) - len(accepted),
-        )
-    return results
+    return results, accepted
+
+
+def _store(accepted: list[OutboundMessage], items: Sequence[dict], options: dict) -> list[BulkItemResult] | None:
+    """Insert ``accepted`` in one statement and publish the queued ones after commit. If a key is taken (another
+    request stored it meanwhile, or a ``MessageKey``'s message exists), accept ``items`` again with every key
+    looked up, which finds it, and return those results instead."""
+    try:
+        _insert(accepted, rejected=len(items) - len(accepted))
+    except IntegrityError:
+        results, accepted = _accept_messages(items, **options, look_up_every_key=True)
+        if accepted:
+            _insert(accepted, rejected=len(items) - len(accepted))
+        return results
+    return None
+
+
+def _insert(accepted: list[OutboundMessage], *, rejected: int) -> None:
+    with transaction.atomic():
+        OutboundMessage.objects.insert_many(accepted)  # PostgreSQL and SQLite set the pks
+        queued = [message for message in accepted if message.status == MessageStatus.QUEUED]
+        if queued:
+            transaction.on_commit(lambda: tasks.publish_sends(queued))
+    for instance, count in Counter(message.instance for message in accepted).items():
+        metrics.message_accepted(instance=instance, count=count)
+    log.info("messages=%s accepted in bulk rejected=%s", tasks.id_ranges(accepted), rejected)
 
 
 # --- sending -------------------------------------------------------------------------------------------------
