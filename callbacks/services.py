@@ -4,7 +4,8 @@
 commit): one INSERT and a task published, never the HTTP call, so a slow or dead endpoint never slows sending.
 ``deliver_pending`` (the task ``deliver_status_callbacks``) POSTs a message's deliveries one at a time in the order
 the statuses happened; a delivery that fails with a 5xx, 408, 429 or a network error is retried with exponential
-backoff and holds back the later ones; a 4xx (or CALLBACK_MAX_ATTEMPTS spent) gives it up and the next one goes.
+backoff and holds back the later ones; a 4xx, a URL whose host resolves to a private address (callbacks.addresses),
+or CALLBACK_MAX_ATTEMPTS spent gives it up and the next one goes.
 
 The body is JSON ``{"id", "status", "at", "phone", "instance", "error"}``; ``X-Console-Signature:
 sha256=<hex HMAC-SHA256 of the body>`` keyed by the sending API client's callback secret (access.ApiClient).
@@ -23,6 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from access.models import ApiClient
+from callbacks import addresses
 from callbacks.models import STATUS_RANK, CallbackAttempt, CallbackDelivery, DeliveryState
 from messaging.models import OutboundMessage
 
@@ -95,11 +97,13 @@ def _attempt(delivery: CallbackDelivery, *, number: int) -> None:
         error = "The message was not sent by an API client: there is no callback secret to sign with."
     else:
         try:
-            answer = httpx.post(
-                delivery.url, content=body, timeout=settings.CALLBACK_TIMEOUT_SECONDS, follow_redirects=False,
+            answer = addresses.post(
+                delivery.url, content=body, timeout=settings.CALLBACK_TIMEOUT_SECONDS,
                 headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret),
                          "User-Agent": "whatsapp-console-callbacks"},
             )
+        except addresses.PrivateAddress as refused:  # the URL's owner must change it: retrying cannot help
+            error = str(refused)
         except httpx.HTTPError as problem:
             error, retryable = f"{type(problem).__name__}: {problem}"[:1000], True
         else:

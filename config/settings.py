@@ -277,6 +277,9 @@ CALLBACK_RETRY_DELAY_SECONDS = float(os.environ.get("CALLBACK_RETRY_DELAY_SECOND
 CALLBACK_RETRY_MAX_DELAY_SECONDS = float(os.environ.get("CALLBACK_RETRY_MAX_DELAY_SECONDS") or 3600)
 # ...and given up after this many tries in all (a 4xx other than 408/429 gives up at once).
 CALLBACK_MAX_ATTEMPTS = int(os.environ.get("CALLBACK_MAX_ATTEMPTS") or 10)
+# A callback_url is the API client's to choose: unless this is true, it may only reach public addresses, not the
+# console's own network (127.0.0.1, 10.x, 169.254.169.254...). True for integrators on your private network.
+CALLBACK_ALLOW_PRIVATE_NETWORKS = env_bool("CALLBACK_ALLOW_PRIVATE_NETWORKS", False)
 if not (0 < CALLBACK_TIMEOUT_SECONDS and 0 < CALLBACK_RETRY_DELAY_SECONDS <= CALLBACK_RETRY_MAX_DELAY_SECONDS
         and CALLBACK_MAX_ATTEMPTS >= 1):
     raise ImproperlyConfigured(

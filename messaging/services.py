@@ -6,6 +6,7 @@ enqueue after commit, claim before send) holds whoever asks. Beat's periodic wor
 retention) is in ``messaging/maintenance.py``; the send task and its publisher are in ``messaging/tasks.py``.
 """
 import functools
+import ipaddress
 import logging
 import random
 import re
@@ -18,6 +19,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -127,6 +129,8 @@ def _clean_callback_url(errors: dict, url) -> str:
         errors["callback_url"] = [f"Ensure this field has no more than {CALLBACK_URL_MAX_LENGTH} characters."]
     elif not _is_http_url(url):
         errors["callback_url"] = ["Enter an http or https URL, e.g. https://example.com/whatsapp-status."]
+    elif not settings.CALLBACK_ALLOW_PRIVATE_NETWORKS and (host := _private_literal_host(url)):
+        errors["callback_url"] = [f"Enter a URL on a public address: {host} is not one."]
     else:
         return url
     return ""
@@ -140,6 +144,23 @@ def _is_http_url(url: str) -> bool:
     except ValidationError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=256)
+def _private_literal_host(url: str) -> str | None:
+    """The URL's host when it is localhost or a literal IP address that is not public (loopback, private,
+    link-local, multicast...), else None. A name is not resolved here (a campaign checks its URL for each of its
+    messages); callbacks.addresses resolves it, and refuses a private answer, before each POST."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
+        ip = ip.ipv4_mapped
+    return None if ip.is_global and not ip.is_multicast else host  # 224.0.0.1 is "global" on Python 3.11
 
 
 def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> datetime | None:
