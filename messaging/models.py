@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -110,21 +110,44 @@ class OutboundMessageQuerySet(models.QuerySet):
     # The outcome of a send is written only by the attempt that still owns the claim: a worker the sweeper gave up
     # on (its attempt was marked interrupted and a newer one claimed the row) must not overwrite the newer state.
 
-    def mark_sent(self, pk: int, *, attempt: int, evolution_message_id: str, remote_jid: str) -> bool:
-        now = timezone.now()
-        return bool(
-            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
-                status=MessageStatus.SENT,
-                evolution_message_id=evolution_message_id,
-                remote_jid=remote_jid,
-                last_error="",
-                last_error_kind="",
-                next_attempt_at=None,
-                sent_at=now,
-                finished_at=now,
-                updated_at=now,
-            )
+    def mark_sent(self, pk: int, *, attempt: "SendAttempt", evolution_message_id: str, remote_jid: str,
+                  reconciled: bool = False, at=None) -> bool:
+        """The attempt sent the message (or found it already sent: ``reconciled``): both rows say so.
+
+        On PostgreSQL one statement (the attempt's UPDATE in a WITH), atomic on its own: the two ORM updates in a
+        transaction were four round trips (BEGIN, UPDATE, UPDATE, COMMIT) of a send's eight.
+        """
+        now = at or timezone.now()
+        message_values = dict(
+            status=MessageStatus.SENT, evolution_message_id=evolution_message_id, remote_jid=remote_jid,
+            last_error="", last_error_kind="", next_attempt_at=None, sent_at=now, finished_at=now, updated_at=now,
         )
+        attempt_values = dict(
+            outcome=AttemptOutcome.SENT, finished_at=now, http_status=None if reconciled else 201,
+            evolution_message_id=evolution_message_id, reconciled=reconciled,
+        )
+        connection = connections[self.db]
+        if connection.vendor != "postgresql":  # SQLite has no UPDATE inside WITH
+            with transaction.atomic(using=self.db):
+                SendAttempt.objects.filter(pk=attempt.pk, outcome=AttemptOutcome.STARTED).update(**attempt_values)
+                return bool(self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt.number)
+                            .update(**message_values))
+        quote = connection.ops.quote_name
+
+        def assignments(values):
+            return ", ".join(f"{quote(column)} = %s" for column in values)
+
+        sql = (
+            f"WITH finished AS (UPDATE {quote(SendAttempt._meta.db_table)} SET {assignments(attempt_values)}"
+            f" WHERE id = %s AND outcome = %s)"
+            f" UPDATE {quote(self.model._meta.db_table)} SET {assignments(message_values)}"
+            f" WHERE id = %s AND status = %s AND attempt_count = %s"
+        )
+        params = [*attempt_values.values(), attempt.pk, AttemptOutcome.STARTED,
+                  *message_values.values(), pk, MessageStatus.SENDING, attempt.number]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount == 1
 
     # Receipts (Evolution's messages.update) only ever move a message forward: a read implies delivered, and a
     # delivery receipt after the read changes nothing. They do not touch ``status``: ``sent`` stays the send's
@@ -496,15 +519,6 @@ class SendAttemptQuerySet(models.QuerySet):
     def start(self, *, message: "OutboundMessage", task_id: str, worker: str = "") -> "SendAttempt":
         # The claim just counted this attempt on the message; its number is that count.
         return self.create(message=message, number=message.attempt_count, task_id=task_id, worker=worker)
-
-    def finish_sent(self, pk: int, *, evolution_message_id: str, reconciled: bool, finished_at) -> int:
-        return self.filter(pk=pk, outcome=AttemptOutcome.STARTED).update(
-            outcome=AttemptOutcome.SENT,
-            finished_at=finished_at,
-            http_status=None if reconciled else 201,
-            evolution_message_id=evolution_message_id,
-            reconciled=reconciled,
-        )
 
     def finish_failed(
         self, pk: int, *, retryable: bool, http_status, error_kind: str, error_text: str, maybe_sent: bool, finished_at

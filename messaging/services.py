@@ -576,13 +576,10 @@ def _find_already_sent(client, message: OutboundMessage) -> SentMessage | None:
 
 def _record_success(message, attempt, sent: SentMessage, *, reconciled: bool) -> SendOutcome:
     now = timezone.now()
-    with transaction.atomic():
-        SendAttempt.objects.finish_sent(
-            attempt.pk, evolution_message_id=sent.message_id, reconciled=reconciled, finished_at=now
-        )
-        owned = OutboundMessage.objects.mark_sent(
-            message.pk, attempt=attempt.number, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid
-        )
+    owned = OutboundMessage.objects.mark_sent(
+        message.pk, attempt=attempt, evolution_message_id=sent.message_id, remote_jid=sent.remote_jid,
+        reconciled=reconciled, at=now,
+    )
     if not owned:
         log.warning("message=%s attempt=%s sent but the row had moved on; left as it is", message.pk, attempt.number)
     else:

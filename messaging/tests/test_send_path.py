@@ -241,7 +241,7 @@ def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_
 def test_a_worker_the_sweeper_gave_up_on_cannot_overwrite_the_newer_attempt(sandbox_settings):
     message, _ = services.accept_message(phone="+5511987654321", text="slow gateway")
     assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker A, attempt 1, then stuck in its call
-    SendAttempt.objects.create(message=message, number=1)
+    first = SendAttempt.objects.create(message=message, number=1)
     OutboundMessage.objects.filter(pk=message.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     assert maintenance.requeue_stuck_messages()["interrupted"] == 1
     assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker B, attempt 2
@@ -250,7 +250,7 @@ def test_a_worker_the_sweeper_gave_up_on_cannot_overwrite_the_newer_attempt(sand
     assert not OutboundMessage.objects.mark_retrying(
         message.pk, attempt=1, error_kind="timeout", error="late", next_attempt_at=timezone.now()
     )
-    assert not OutboundMessage.objects.mark_sent(message.pk, attempt=1, evolution_message_id="X", remote_jid="Y")
+    assert not OutboundMessage.objects.mark_sent(message.pk, attempt=first, evolution_message_id="X", remote_jid="Y")
     assert not OutboundMessage.objects.claim_for_sending(message.pk)  # so no third worker gets in
     assert OutboundMessage.objects.get(pk=message.pk).attempt_count == 2
 
