@@ -156,6 +156,10 @@ def validate_settings(campaign: Campaign) -> None:
         errors.update(error.message_dict)
     if not (campaign.text or "").strip():
         errors["text"] = ["This field may not be blank."]
+    try:
+        messaging.clean_callback_url(campaign.callback_url)  # the same rule as each of its messages'
+    except ValidationError as error:
+        errors.update(error.message_dict)
     if errors:
         raise ValidationError(errors)
 

@@ -120,6 +120,16 @@ def validate_message(
 CALLBACK_URL_MAX_LENGTH = 500  # OutboundMessage.callback_url
 
 
+def clean_callback_url(url) -> str:
+    """A callback_url as every entry point takes it (a message here, a campaign in campaigns/services.py):
+    http(s), at most 500 characters, not a private literal address; raises ValidationError on ``callback_url``."""
+    errors: dict = {}
+    cleaned = _clean_callback_url(errors, url)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
 def _clean_callback_url(errors: dict, url) -> str:
     if url is None or url == "":
         return ""

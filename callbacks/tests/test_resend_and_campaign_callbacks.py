@@ -84,3 +84,17 @@ def test_a_campaign_callback_url_must_be_http_and_is_for_api_clients_only(db, ap
     assert not Campaign.objects.exists()
     plain = api.post("/campaigns", body, format="json")
     assert plain.status_code == 201 and plain.json()["callback_url"] == ""
+
+
+def test_a_campaign_callback_url_at_a_private_address_is_refused_before_its_messages_are_made(db, settings):
+    settings.CALLBACK_ALLOW_PRIVATE_NETWORKS = False
+    api_client, row = client_with_key("campaign-tool")
+    row.user.groups.add(Group.objects.get(name="Operators"))
+    body = {"name": "Promo", "text": "Hola {name}", "recipients": people(1, start=4200), "draft": True}
+
+    private = api_client.post("/campaigns", {**body, "callback_url": "http://169.254.169.254/latest"}, format="json")
+
+    assert private.status_code == 400 and list(private.json()["error"]["fields"]) == ["callback_url"]
+    assert not Campaign.objects.exists()
+    public = api_client.post("/campaigns", {**body, "callback_url": "https://example.com/status"}, format="json")
+    assert public.status_code == 201, public.json()
