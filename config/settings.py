@@ -364,8 +364,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # httpx logs every request at INFO; our own lines already record each attempt with its ids.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    # httpx logs every request at INFO, and Celery every task it receives and finishes; our own lines already
+    # record each enqueue and each attempt's outcome with their ids. Celery's two lines per send were written by
+    # the worker's consumer thread, the one that feeds the pool: bench/drain.py 217 -> 255 msgs/s without them.
+    # Task errors and retries still log (WARNING and above).
+    "loggers": {
+        "django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"}, "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 

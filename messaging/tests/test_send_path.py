@@ -148,6 +148,18 @@ def test_a_duplicated_task_does_not_send_twice(celery_worker, evolution_sandbox,
     assert len(sandbox_copies(evolution_sandbox, "5511987654321")) == 1
 
 
+def test_a_worker_logs_each_send_once_in_its_own_line_and_not_celerys_per_task_lines(celery_worker, caplog):
+    caplog.set_level(logging.INFO)
+    message, _ = services.accept_message(phone="+5511987654321", text="one line")
+    final(message.pk)
+
+    ours = [r for r in caplog.records if r.name == "messaging" and f"message={message.pk} attempt=1" in r.getMessage()]
+    celerys = [r for r in caplog.records if r.name.startswith("celery.") and message.task_id in r.getMessage()]
+    assert len(ours) == 1 and "sent evolution_id=" in ours[0].getMessage()
+    assert celerys == []  # "Task ...[id] received" / "succeeded": the consumer thread that feeds the pool wrote them
+    assert logging.getLogger("celery.app.trace").isEnabledFor(logging.WARNING)  # a task's error still logs
+
+
 def test_a_cancelled_message_is_never_sent(sandbox_settings, evolution_sandbox):
     message, _ = services.accept_message(phone="+5511987654321", text="stop")
     assert services.cancel_message(message_id=message.pk) is True
