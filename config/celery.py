@@ -45,6 +45,7 @@ def publish_by_id(producer, task, object_id: int, *, task_id: str, queue: Queue,
     publish itself. ``declare`` is ``[queue.bind(producer.channel)]``, declared once per connection (kombu caches it).
     """
     headers, embed, reply_to = _task_message_template(task.name)
+    retry, retry_policy = _publish_retry()
     producer.publish(
         f"[[{int(object_id)}], {{}}, {embed}]",
         exchange="",  # straight to the queue: no per-message binding lookup
@@ -55,9 +56,15 @@ def publish_by_id(producer, task, object_id: int, *, task_id: str, queue: Queue,
         content_encoding="utf-8",
         correlation_id=task_id,
         reply_to=reply_to,
-        retry=app.conf.task_publish_retry,
-        retry_policy=app.conf.task_publish_retry_policy,
+        retry=retry,
+        retry_policy=retry_policy,
     )
+
+
+@functools.cache
+def _publish_retry() -> tuple[bool, dict]:
+    # Read once: two lookups in Celery's layered settings were a sixth of a publish in a 1,000-message batch.
+    return app.conf.task_publish_retry, app.conf.task_publish_retry_policy
 
 
 @functools.cache
