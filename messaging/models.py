@@ -64,7 +64,7 @@ def _insert_one(obj, *, using: str) -> None:
 
 @functools.cache
 def _single_insert(vendor: str, alias: str, label: str) -> tuple[list, str]:
-    """The columns and text of ``insert_one``'s statement for one model on one database."""
+    """The columns and text of ``_insert_one``'s statement for one model on one database."""
     from django.apps import apps
 
     meta = apps.get_model(label)._meta
