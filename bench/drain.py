@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     if args.memory:
         figures += [("rss_warm_mib", "worker RSS at 10% (MiB)"), ("rss_end_mib", "worker RSS at end (MiB)"),
                     ("rss_growth_pct", "RSS growth %")]
-    name = f"drain {args.messages} messages, sandbox {args.latency_ms} ms"
+    name = f"drain {args.messages} messages, sandbox {args.latency_ms} ms, pacing off"
     return harness.summarise(name, runs, figures, checks_ok=all(run["checks_ok"] for run in runs))
 
 

@@ -54,6 +54,11 @@ def child_env(**extra: str) -> dict[str, str]:
         # One token posts tens of thousands of requests a minute here: counted by the throttle as in production,
         # never refused by it (the default, 6000/min, would).
         API_THROTTLE_RATE="10000000/min",
+        # Benchmarks measure the console, not a WhatsApp number's safe pace: pacing off, whatever the caller's
+        # environment sets (the "drain with pacing off").
+        EVOLUTION_RATE_LIMIT="",
+        EVOLUTION_RATE_LIMITS="",
+        EVOLUTION_SEND_JITTER_SECONDS="0",
     )
     env.update(extra)
     return env
