@@ -54,8 +54,9 @@ def instance_states() -> list[dict]:
 # --- paused instances --------------------------------------------------------------------------------------------
 # An instance whose WhatsApp connection is down would turn every send into a failed attempt. Once a send fails
 # and connectionState confirms the instance is not open, it is paused: its sends wait, no attempt spent, until
-# beat's check (check_paused_instances) finds it open again. The pause lives in Redis, for every worker on every
-# host, with a TTL so that it lifts by itself if beat is not running.
+# beat's check (check_paused_instances) finds it open again; until then each check renews it, so it lasts as long
+# as the outage. The pause lives in Redis, for every worker on every host, with a TTL so that it lifts by itself
+# PAUSE_TTL_SECONDS after beat's last check if beat stops running.
 
 PAUSE_TTL_SECONDS = 300
 PAUSE_RECHECK_SECONDS = 10.0  # how long a send for a paused instance waits before it looks again
@@ -112,17 +113,29 @@ def pause_if_disconnected(instance: str) -> bool:
     return True
 
 
+def _renew(instance: str, reason: str) -> None:
+    """Extend a pause that is still there (``xx``: one resumed meanwhile stays resumed) by a full TTL."""
+    client = redis_client()
+    if client is not None and client.set(_pause_key(instance), reason[:200], ex=PAUSE_TTL_SECONDS, xx=True):
+        _pause_cache.pop(instance, None)
+        log.info("instance=%s still paused: %s", instance, reason)
+
+
 def check_paused_instances() -> list[str]:
-    """Resume every paused instance that is open again; return the ones resumed (beat runs this)."""
+    """Resume every paused instance that is open again, and renew the pause of the others (still not open, or
+    Evolution not answering) so that it does not lift mid-outage; return the ones resumed (beat runs this)."""
     resumed = []
     for instance in settings.EVOLUTION_INSTANCES:
         if paused_reason(instance) is None:
             continue
         try:
             state = instance_state(instance)
-        except EvolutionError:
+        except EvolutionError as error:
+            _renew(instance, f"connectionState is unreachable ({error.kind})")
             continue
-        if state == "open" and resume(instance):
+        if state != "open":
+            _renew(instance, f"connectionState is {state}")
+        elif resume(instance):
             resumed.append(instance)
     return resumed
 

@@ -127,6 +127,46 @@ def test_a_disconnected_instance_pauses_instead_of_failing_and_resumes_when_it_i
     assert len(evolution_sandbox.sent_messages()) == 5
 
 
+def test_beats_check_renews_the_pause_while_the_instance_is_still_down(evolution_sandbox, sandbox_settings):
+    from evolution.shared_state import redis_client
+
+    key = instances._pause_key(evolution_sandbox.instance)
+    evolution_sandbox.set_state("close")
+    try:
+        instances.pause(evolution_sandbox.instance, "connectionState is close")
+        redis_client().pexpire(key, 1500)  # as if all but 1.5 s of the TTL had passed mid-outage
+        assert instances.check_paused_instances() == []
+        renewed = redis_client().ttl(key)
+    finally:
+        instances.resume(evolution_sandbox.instance)
+        evolution_sandbox.set_state("open")
+    assert renewed > instances.PAUSE_TTL_SECONDS - 5
+
+
+def test_beats_check_renews_the_pause_while_evolution_does_not_answer(evolution_sandbox, sandbox_settings):
+    from evolution.shared_state import redis_client
+
+    key = instances._pause_key(evolution_sandbox.instance)
+    instances.pause(evolution_sandbox.instance, "connectionState is unreachable (connection_error)")
+    try:
+        redis_client().pexpire(key, 1500)
+        sandbox_settings.EVOLUTION_API_URL = "http://127.0.0.1:9"  # nothing listens there
+        assert instances.check_paused_instances() == []
+        renewed = redis_client().ttl(key)
+    finally:
+        instances.resume(evolution_sandbox.instance)
+    assert renewed > instances.PAUSE_TTL_SECONDS - 5
+
+
+def test_beats_check_does_not_bring_back_a_pause_that_was_lifted(evolution_sandbox, sandbox_settings):
+    evolution_sandbox.set_state("close")
+    try:
+        assert instances.check_paused_instances() == []
+        assert instances.paused_reason(evolution_sandbox.instance) is None
+    finally:
+        evolution_sandbox.set_state("open")
+
+
 def test_health_and_the_dashboard_show_a_paused_instance(client, admin_client, sandbox_settings, evolution_sandbox):
     instances.pause(evolution_sandbox.instance, "connectionState is close")
     try:
