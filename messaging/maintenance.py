@@ -165,8 +165,9 @@ def _workers_holding(messages: list[OutboundMessage]) -> dict[int, str]:
 
 def _recover_interrupted(message: OutboundMessage, cutoff, *, dead_attempt: int | None = None) -> str | None:
     # The attempt that was cut off counts: on the last allowed one, the message fails (it may have gone out,
-    # which the error says) rather than getting a try the retry budget does not have.
-    give_up = message.attempt_count > settings.MESSAGING_MAX_RETRIES
+    # which the error says) rather than getting a try the retry budget does not have. Attempts a paused
+    # instance excused are not in the budget.
+    give_up = message.counted_attempts > settings.MESSAGING_MAX_RETRIES
     with transaction.atomic():
         if not OutboundMessage.objects.recover_interrupted(
             message.pk, stuck_before=cutoff, give_up=give_up, dead_attempt=dead_attempt

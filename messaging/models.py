@@ -122,6 +122,21 @@ class OutboundMessageQuerySet(models.QuerySet):
             )
         )
 
+    def pause_attempt(self, pk: int, *, attempt: int, error_kind: str, error: str, until) -> bool:
+        """Sending -> retrying after an attempt failed because its instance is disconnected (now paused): the
+        attempt row stays as the trace, but it does not count against the retry budget (``uncounted_attempts``),
+        and the message is not claimed again before ``until``, when the pause is looked at again."""
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.SENDING, attempt_count=attempt).update(
+                status=MessageStatus.RETRYING,
+                uncounted_attempts=F("uncounted_attempts") + 1,
+                last_error_kind=error_kind,
+                last_error=error,
+                next_attempt_at=until,
+                updated_at=timezone.now(),
+            )
+        )
+
     # The outcome of a send is written only by the attempt that still owns the claim: a worker the sweeper gave up
     # on (its attempt was marked interrupted and a newer one claimed the row) must not overwrite the newer state.
 
@@ -400,6 +415,9 @@ class OutboundMessage(models.Model):
     callback_url = models.URLField(max_length=500, blank=True, default="", db_default="")
     task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
     attempt_count = models.PositiveSmallIntegerField(default=0)
+    # Attempts that failed because their instance was disconnected (it was paused then): they stay in the
+    # history but do not count against MESSAGING_MAX_RETRIES (see ``counted_attempts``).
+    uncounted_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     evolution_message_id = models.CharField(max_length=128, blank=True, default="")
     # The JID WhatsApp actually delivered to; it may differ from the phone (see the Evolution contract).
@@ -467,6 +485,11 @@ class OutboundMessage(models.Model):
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def counted_attempts(self) -> int:
+        """The attempts that count against MESSAGING_MAX_RETRIES: all but those its instance's pause excused."""
+        return self.attempt_count - self.uncounted_attempts
+
     @classmethod
     def build(cls, **values) -> "OutboundMessage":
         """An unsaved message, as ``OutboundMessage(**values)`` makes it (a related object by its name,
@@ -528,9 +551,12 @@ class SendAttemptQuerySet(models.QuerySet):
         return attempt
 
     def finish_failed(
-        self, pk: int, *, retryable: bool, http_status, error_kind: str, error_text: str, maybe_sent: bool, finished_at
+        self, pk: int, *, retryable: bool, http_status, error_kind: str, error_text: str, maybe_sent: bool, finished_at,
+        counted: bool = True,
     ) -> int:
+        """``counted=False``: it failed because its instance is disconnected (see ``pause_attempt``)."""
         return self.filter(pk=pk, outcome=AttemptOutcome.STARTED).update(
+            counted=counted,
             outcome=AttemptOutcome.TEMPORARY_ERROR if retryable else AttemptOutcome.PERMANENT_ERROR,
             finished_at=finished_at,
             http_status=http_status,
@@ -574,6 +600,8 @@ class SendAttempt(models.Model):
     reconciled = models.BooleanField(default=False)
     evolution_message_id = models.CharField(max_length=128, blank=True, default="")
     task_id = models.CharField(max_length=255, blank=True, default="")
+    # False when it failed because its instance was disconnected: it did not count against the retry budget.
+    counted = models.BooleanField(default=True, db_default=True)
     # The worker process holding this attempt (messaging/heartbeats.py); empty when it had no heartbeat.
     worker = models.CharField(max_length=255, blank=True, default="", db_default="")
 

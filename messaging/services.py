@@ -443,7 +443,8 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
 
     The claim is a conditional UPDATE, so with many workers (or a task delivered twice) exactly one caller
     sends. A claimed message whose instance is paused, or whose paced slot is still ahead, is handed back
-    ("deferred", no attempt spent) with the time to come back. The attempt row is written before the HTTP call,
+    ("deferred", no attempt spent) with the time to come back; so is one whose attempt fails because its instance
+    turns out to be disconnected (the attempt stays, not counted). The attempt row is written before the HTTP call,
     so even a crash mid-call leaves a trace. After an attempt that may have reached WhatsApp (timeout, reset,
     worker crash) the next one asks findMessages first and does not send again if WhatsApp already has it.
     """
@@ -470,18 +471,20 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
             _ensure_time_to_send(claimed_at)
         sent = found or client.send_text(instance=message.instance, number=message.phone, text=message.text)
     except EvolutionError as error:
-        if error.retryable and error.kind != "timeout":
-            # A dead WhatsApp connection (or an unreachable Evolution) would fail every send of this instance:
-            # stop them until it is back. (After a timeout Evolution is slow, and asking it would wait again.)
-            instances.pause_if_disconnected(message.instance)
-        last_try = not (error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES)
+        still_unknown = must_reconcile and not checked
+        # A dead WhatsApp connection (or an unreachable Evolution) would fail every send of this instance: stop
+        # them until it is back, and do not count this attempt: the instance failed, not the message. (After a
+        # timeout Evolution is slow, and asking it would wait again.)
+        if error.retryable and error.kind != "timeout" and instances.pause_if_disconnected(message.instance):
+            return _record_paused(message, attempt, error, still_unknown=still_unknown)
+        last_try = not (error.retryable and _counted(message, attempt) <= settings.MESSAGING_MAX_RETRIES)
         if last_try and error.maybe_sent:
             # Before giving up for good, ask once more: a timed-out last try may have gone out, and a "failed"
             # message invites an operator to resend it.
             found = _find_quietly(client, message)
             if found is not None:
                 return _record_success(message, attempt, found, reconciled=True)
-        return _record_failure(message, attempt, error, still_unknown=must_reconcile and not checked)
+        return _record_failure(message, attempt, error, still_unknown=still_unknown)
     return _record_success(message, attempt, sent, reconciled=found is not None)
 
 
@@ -632,10 +635,46 @@ def retry_delay(attempt: int, error: EvolutionError | None = None) -> float:
     return min(delay, cap)
 
 
+def _counted(message: OutboundMessage, attempt: SendAttempt) -> int:
+    """This attempt's number within the retry budget: the ones before it that a pause excused do not count."""
+    return attempt.number - message.uncounted_attempts
+
+
+def _record_paused(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
+    """The attempt failed because its instance is disconnected (now paused): keep the attempt as the trace (with
+    its maybe_sent, so the next try asks findMessages first), count it out of the retry budget, and put the message
+    back to wait until the pause is looked at again, like a paused send that never started."""
+    now = timezone.now()
+    wait = instances.PAUSE_RECHECK_SECONDS
+    with transaction.atomic():
+        SendAttempt.objects.finish_failed(
+            attempt.pk, retryable=True, http_status=error.status_code, error_kind=error.kind,
+            error_text=error.detail, maybe_sent=error.maybe_sent or still_unknown, finished_at=now, counted=False,
+        )
+        owned = OutboundMessage.objects.pause_attempt(
+            message.pk, attempt=attempt.number, error_kind=error.kind, error=error.detail,
+            until=now + timedelta(seconds=wait),
+        )
+    if not owned:
+        log.warning("message=%s attempt=%s failed after the row had moved on; left as it is", message.pk, attempt.number)
+        return SendOutcome(message_id=message.pk, status="skipped", attempt=attempt.number)
+    metrics.attempt_finished(
+        instance=message.instance, outcome=AttemptOutcome.TEMPORARY_ERROR,
+        seconds=(now - attempt.started_at).total_seconds(), final_status=None, reason=error.kind,
+    )
+    log.warning(
+        "message=%s attempt=%s task=%s instance=%s failed kind=%s http=%s: %s; instance paused, attempt not counted, "
+        "deferred %ss", message.pk, attempt.number, attempt.task_id, message.instance, error.kind, error.status_code,
+        error.detail, wait,
+    )
+    return SendOutcome(message_id=message.pk, status="deferred", attempt=attempt.number, retry_in=wait)
+
+
 def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
     now = timezone.now()
-    retry = error.retryable and attempt.number <= settings.MESSAGING_MAX_RETRIES
-    delay = retry_delay(attempt.number, error)
+    counted = _counted(message, attempt)
+    retry = error.retryable and counted <= settings.MESSAGING_MAX_RETRIES
+    delay = retry_delay(counted, error)
     with transaction.atomic():
         SendAttempt.objects.finish_failed(
             attempt.pk,

@@ -86,8 +86,10 @@ class SendAttemptInline(ReadOnly, admin.TabularInline):
     def error(self, attempt):
         if not (attempt.http_status or attempt.error_kind or attempt.error_text):
             return "—"
+        # An attempt its instance's disconnection excused: the operator sees why it did not use up a retry.
         return format_html(
-            "{} <code>{}</code> {}", attempt.http_status or "", attempt.error_kind, attempt.error_text
+            "{} <code>{}</code> {}{}", attempt.http_status or "", attempt.error_kind, attempt.error_text,
+            "" if attempt.counted else " (did not count: instance paused)",
         )
 
     @admin.display(description="sent?")
@@ -142,7 +144,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["status_badge", "phone", "instance", "text", "scheduled_at", "expires_at", "created_at",
                            "created_by"]}),
-        ("Sending", {"fields": ["attempt_count", "next_attempt_at", "celery_task", "last_error_kind", "last_error"]}),
+        ("Sending", {"fields": ["attempt_count", "uncounted_attempts", "next_attempt_at", "celery_task", "last_error_kind", "last_error"]}),
         ("Delivery", {"fields": ["evolution_message_id", "remote_jid", "sent_at", "finished_at", "delivered_at", "read_at",
                                  "callback_url"]}),
         ("History", {"fields": ["resend_of_link", "resends_links", "idempotency_key", "updated_at"]}),

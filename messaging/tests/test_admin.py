@@ -144,6 +144,13 @@ def test_the_message_page_shows_the_attempts_and_the_task_id(admin_client):
     assert message.evolution_message_id in body
 
 
+def test_the_message_page_says_which_attempts_did_not_count_because_the_instance_was_paused(admin_client):
+    message = make_message(attempts=FAILED_THEN_SENT, uncounted_attempts=1)
+    message.attempts.filter(number=1).update(counted=False)
+    body = html(admin_client.get(page(message.pk)))
+    assert body.count("did not count: instance paused") == 1
+
+
 def test_a_failed_message_says_failed_and_does_not_send_the_operator_to_celerys_success(admin_client):
     # The task returned normally after recording the failure, so Celery's own row says SUCCESS.
     message = failed_message()

@@ -19,6 +19,7 @@ from config.celery import app
 from config.tests.test_deploy import command_of, compose_with_defaults, dockerfile_cmd
 from config.tests.test_deploy_processes import Processes
 from config.tests.test_hardening import production_env
+from evolution import instances
 from messaging import services
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
 from tests_support import free_port, wait_for
@@ -258,3 +259,65 @@ def test_two_workers_keep_one_instance_to_five_a_second_without_spending_attempt
 def _unfinished(ids) -> bool:
     return OutboundMessage.objects.filter(pk__in=ids).exclude(
         status__in=(MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.EXPIRED)).exists()
+
+
+# --- an instance that loses its WhatsApp connection, and a Redis flush: a worker and beat as deployed ------------
+
+RETRY_SETTINGS = ("MESSAGING_MAX_RETRIES", "MESSAGING_RETRY_DELAY_SECONDS", "MESSAGING_RETRY_BACKOFF",
+                  "MESSAGING_SWEEP_INTERVAL_SECONDS", "MESSAGING_DISPATCH_INTERVAL_SECONDS")
+
+
+@pytest.fixture
+def worker_and_beat(evolution_sandbox, sandbox_settings, tmp_path):
+    """`celery -A config worker` and beat as docker-compose.yml starts them, on the test run's own Redis database,
+    with the default retry and sweep settings (the test process's fast retries are not passed on)."""
+    env = console_env(tmp_path, evolution_sandbox, REDIS_URL=settings.REDIS_URL)
+    for name in RETRY_SETTINGS:
+        env.pop(name, None)
+    app.control.purge()
+    running = Processes(tmp_path, env)
+    name = f"e2e-{uuid.uuid4().hex[:8]}@test"
+    try:
+        worker = running.start("worker", worker_command(name))
+        running.start("beat", beat_command())
+        wait_for(lambda: ready(running, "worker", worker, name), timeout=60, interval=0.3, what="the worker up")
+        wait_for(lambda: "beat: Starting" in running.output("beat"), timeout=30, interval=0.3, what="beat up")
+        yield running
+    finally:
+        running.stop_all()
+        evolution_sandbox.set_state("open")
+        instances.resume(evolution_sandbox.instance)
+        app.control.purge()
+
+
+def test_an_instance_down_for_a_minute_pauses_its_messages_and_sends_each_once_when_it_is_back_with_no_retry_spent(
+    worker_and_beat, evolution_sandbox
+):
+    """Done when: "An instance down for a minute: its messages pause and are sent when it is back, none failed, no
+    retries spent." Messages posted at the start and in the middle of the outage; the sends that met the dropped
+    connection stay as attempts, but none counts against the 3 retries."""
+    run = uuid.uuid4().hex[:8]
+    evolution_sandbox.set_state("close")
+    down = time.monotonic()
+    ids = [services.accept_message(phone=f"+55119876{58000 + i}", text=f"down {run} {i}")[0].pk for i in range(5)]
+    time.sleep(30)
+    ids += [services.accept_message(phone=f"+55119876{58100 + i}", text=f"down {run} late {i}")[0].pk for i in range(3)]
+    time.sleep(max(0.0, 60 - (time.monotonic() - down)))
+    waiting = OutboundMessage.objects.filter(pk__in=ids)
+    assert set(waiting.values_list("status", flat=True)) <= {MessageStatus.QUEUED, MessageStatus.RETRYING}
+    assert instances.paused_reason(evolution_sandbox.instance) == "connectionState is close"
+
+    evolution_sandbox.set_state("open")
+    back = time.monotonic()
+    wait_for(lambda: not _unfinished(ids), timeout=60, interval=0.5, what="every message final after it is back")
+    print(f"all {len(ids)} final {time.monotonic() - back:.1f} s after the instance was back")
+
+    messages = list(OutboundMessage.objects.filter(pk__in=ids))
+    assert [m.status for m in messages] == [MessageStatus.SENT] * 8  # none failed
+    assert [m.counted_attempts for m in messages] == [1] * 8  # no retry spent
+    attempts = SendAttempt.objects.filter(message_id__in=ids)
+    assert not attempts.filter(counted=True).exclude(outcome=AttemptOutcome.SENT).exists()
+    assert attempts.filter(counted=False).count() == sum(m.uncounted_attempts for m in messages)
+    texts = sorted(m["text"] for m in evolution_sandbox.sent_messages() if m["text"].startswith(f"down {run} "))
+    assert texts == sorted(m.text for m in messages)  # each received once
+

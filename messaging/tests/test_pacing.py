@@ -7,6 +7,7 @@ import pytest
 
 from config.celery import BULK_QUEUE, TRANSACTIONAL_QUEUE, app
 from evolution import instances, throttle
+from evolution.client import TemporaryError, get_client
 from messaging import services, tasks
 from messaging.models import MessageStatus, OutboundMessage, Priority, SendAttempt
 from tests_support import wait_for
@@ -114,6 +115,8 @@ def test_a_disconnected_instance_pauses_instead_of_failing_and_resumes_when_it_i
         wait_for(lambda: not OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENDING).exists(), timeout=10)
         attempts_while_down = SendAttempt.objects.filter(message_id__in=ids).count()
         assert attempts_while_down <= 4  # the sends in flight when it went down; then nothing more
+        # ...and none of those counted: the instance failed, not the message.
+        assert not SendAttempt.objects.filter(message_id__in=ids, counted=True).exists()
         assert not OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.FAILED).exists()
 
         evolution_sandbox.set_state("open")
@@ -124,7 +127,78 @@ def test_a_disconnected_instance_pauses_instead_of_failing_and_resumes_when_it_i
 
     assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("status", flat=True)) == {MessageStatus.SENT}
     assert SendAttempt.objects.filter(message_id__in=ids).count() == 5 + attempts_while_down
+    assert [m.counted_attempts for m in OutboundMessage.objects.filter(pk__in=ids)] == [1] * 5  # no retry spent
     assert len(evolution_sandbox.sent_messages()) == 5
+
+
+def test_an_attempt_that_meets_a_disconnected_instance_does_not_count_and_the_message_waits(
+    evolution_sandbox, sandbox_settings
+):
+    sandbox_settings.MESSAGING_MAX_RETRIES = 0  # any counted failure would end it failed
+    message, _ = services.accept_message(phone="+5511987654321", text="while down")
+    evolution_sandbox.set_state("close")
+    try:
+        outcome = services.send_message(message_id=message.pk)
+        paused = instances.paused_reason(evolution_sandbox.instance)
+    finally:
+        instances.resume(evolution_sandbox.instance)
+        evolution_sandbox.set_state("open")
+
+    assert paused == "connectionState is close"
+    assert (outcome.status, outcome.retry_in) == ("deferred", instances.PAUSE_RECHECK_SECONDS)
+    message.refresh_from_db()
+    assert (message.status, message.attempt_count, message.uncounted_attempts) == (MessageStatus.RETRYING, 1, 1)
+    attempt = SendAttempt.objects.get(message=message)
+    assert (attempt.outcome, attempt.counted) == ("temporary_error", False)  # the trace stays
+
+    OutboundMessage.objects.filter(pk=message.pk).update(next_attempt_at=message.updated_at)  # the re-check's time
+    assert services.send_message(message_id=message.pk).status == MessageStatus.SENT  # its one counted try
+    message.refresh_from_db()
+    assert (message.attempt_count, message.counted_attempts) == (2, 1)
+    assert len(evolution_sandbox.sent_messages()) == 1
+
+
+def test_the_attempt_after_an_uncounted_one_that_may_have_gone_out_asks_evolution_first(
+    evolution_sandbox, sandbox_settings
+):
+    # The instance dropped while a send was in flight and WhatsApp got it: exactly once still holds.
+    message, _ = services.accept_message(phone="+5511987654321", text="in flight when it dropped")
+    claimed = OutboundMessage.objects.claim_for_sending(message.pk)
+    attempt = SendAttempt.objects.start(message=claimed, task_id="t1")
+    get_client().send_text(instance=claimed.instance, number=claimed.phone, text=claimed.text)  # WhatsApp got it
+    evolution_sandbox.set_state("close")
+    try:
+        error = TemporaryError("connection broke", kind="connection_error", maybe_sent=True)
+        assert instances.pause_if_disconnected(claimed.instance)
+        services._record_paused(claimed, attempt, error, still_unknown=False)
+    finally:
+        instances.resume(evolution_sandbox.instance)
+        evolution_sandbox.set_state("open")
+    OutboundMessage.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+
+    outcome = services.send_message(message_id=message.pk)
+
+    assert outcome.status == MessageStatus.SENT
+    assert SendAttempt.objects.get(message=message, number=2).reconciled  # found, not sent again
+    assert len(evolution_sandbox.sent_messages()) == 1
+
+
+def test_an_attempt_a_pause_excused_leaves_the_message_all_its_retries(evolution_sandbox, sandbox_settings):
+    sandbox_settings.MESSAGING_MAX_RETRIES = 1
+    message, _ = services.accept_message(phone="+5511987650500", text="down, then a 500")  # the sandbox's 500s
+    evolution_sandbox.set_state("close")
+    try:
+        assert services.send_message(message_id=message.pk).status == "deferred"  # attempt 1, not counted
+    finally:
+        instances.resume(evolution_sandbox.instance)
+        evolution_sandbox.set_state("open")
+    OutboundMessage.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+
+    # Attempt 2 is the first that counts: a temporary error there is retried (1 retry allowed), not final.
+    assert services.send_message(message_id=message.pk).status == MessageStatus.RETRYING
+    OutboundMessage.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+    assert services.send_message(message_id=message.pk).status == MessageStatus.FAILED  # attempt 3: the retry, spent
+    assert OutboundMessage.objects.get(pk=message.pk).counted_attempts == 2
 
 
 def test_beats_check_renews_the_pause_while_the_instance_is_still_down(evolution_sandbox, sandbox_settings):

@@ -353,6 +353,19 @@ def test_a_send_interrupted_on_its_last_allowed_attempt_fails_and_is_never_tried
     assert sandbox_copies(evolution_sandbox, "5511987654321") == []
 
 
+def test_a_send_interrupted_on_its_last_attempt_by_count_is_retried_when_a_pause_excused_an_earlier_one(
+    sandbox_settings, evolution_sandbox
+):
+    message = _stuck_in_attempt(sandbox_settings.MESSAGING_MAX_RETRIES + 1)
+    OutboundMessage.objects.filter(pk=message.pk).update(uncounted_attempts=1)  # attempt 1 met a paused instance
+    SendAttempt.objects.filter(message=message, number=1).update(counted=False)
+
+    assert maintenance.requeue_stuck_messages() == {"queued": 0, "retrying": 0, "interrupted": 1, "failed": 0}
+
+    assert OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.RETRYING
+    assert services.send_message(message_id=message.pk).status == MessageStatus.SENT
+
+
 def test_a_send_interrupted_before_its_last_attempt_gets_the_next_one(sandbox_settings, evolution_sandbox):
     message = _stuck_in_attempt(sandbox_settings.MESSAGING_MAX_RETRIES)
 
