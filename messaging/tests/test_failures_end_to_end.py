@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ import redis
 from django.conf import settings
 
 from access.models import ApiClient
-from config.celery import app
+from config.celery import TRANSACTIONAL_QUEUE, app
 from config.tests.test_deploy import command_of, compose_with_defaults, dockerfile_cmd
 from config.tests.test_deploy_processes import Processes
 from config.tests.test_hardening import production_env
@@ -321,3 +322,62 @@ def test_an_instance_down_for_a_minute_pauses_its_messages_and_sends_each_once_w
     texts = sorted(m["text"] for m in evolution_sandbox.sent_messages() if m["text"].startswith(f"down {run} "))
     assert texts == sorted(m.text for m in messages)  # each received once
 
+
+def test_a_message_valid_for_30_seconds_while_its_instance_is_down_ends_expired_and_is_never_sent(
+    worker_and_beat, evolution_sandbox
+):
+    """Done when: "A message with a 30 s validity while its instance is down ends `expired`, never sent"."""
+    run = uuid.uuid4().hex[:8]
+    evolution_sandbox.set_state("close")
+    code, _ = services.accept_message(phone="+5511987659000", text=f"code {run}", valid_for_seconds=30)
+
+    expired = wait_for(lambda: (m := OutboundMessage.objects.get(pk=code.pk)).is_final and m, timeout=50, interval=0.5,
+                       what="the message final")
+    evolution_sandbox.set_state("open")
+    instances.resume(evolution_sandbox.instance)
+    time.sleep(3)  # a task still in the broker would find nothing to send
+
+    assert expired.status == MessageStatus.EXPIRED
+    assert expired.finished_at >= expired.expires_at
+    assert (expired.finished_at - expired.expires_at).total_seconds() < 15  # beat's expiry, or the paused retry's claim
+    assert OutboundMessage.objects.get(pk=code.pk).status == MessageStatus.EXPIRED
+    assert not [m for m in evolution_sandbox.sent_messages() if m["text"] == f"code {run}"]
+
+
+def test_twenty_tasks_lost_in_a_redis_flush_are_all_sent_once_within_90_seconds(
+    evolution_sandbox, sandbox_settings, tmp_path
+):
+    """Done when: "Redis flushed with queued tasks: all recovered within 90 s." 20 tasks wait in the queue (no
+    worker yet), the test run's own Redis database is flushed, then the worker starts: beat's sweep finds the rows
+    waiting with empty queues and publishes them again."""
+    broker = urlparse(settings.CELERY_BROKER_URL)
+    assert broker.scheme == "redis" and broker.path.strip("/") not in ("", "0"), "flush only the test run's own database"
+    env = console_env(tmp_path, evolution_sandbox, REDIS_URL=settings.REDIS_URL)
+    for name in RETRY_SETTINGS:
+        env.pop(name, None)
+    app.control.purge()
+    running = Processes(tmp_path, env)
+    run = uuid.uuid4().hex[:8]
+    name = f"flush-{run}@test"
+    try:
+        running.start("beat", beat_command())
+        wait_for(lambda: "beat: Starting" in running.output("beat"), timeout=30, interval=0.3, what="beat up")
+        ids = [services.accept_message(phone=f"+55119876{57000 + i}", text=f"flush {run} {i}")[0].pk for i in range(20)]
+        with app.connection_for_read() as connection:
+            assert connection.default_channel.queue_declare(queue=TRANSACTIONAL_QUEUE, passive=True).message_count == 20
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+        flushed = time.monotonic()
+        worker = running.start("worker", worker_command(name))
+        wait_for(lambda: ready(running, "worker", worker, name), timeout=60, interval=0.3, what="the worker up")
+        wait_for(lambda: OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENT).count() == 20,
+                 timeout=90, interval=0.5, what="all 20 sent within 90 s of the flush")
+        recovered_in = time.monotonic() - flushed
+        print(f"all 20 sent {recovered_in:.1f} s after the flush")
+    finally:
+        running.stop_all()
+        app.control.purge()
+
+    assert recovered_in < 90
+    assert set(OutboundMessage.objects.filter(pk__in=ids).values_list("attempt_count", flat=True)) == {1}
+    copies = [m["text"] for m in evolution_sandbox.sent_messages() if m["text"].startswith(f"flush {run} ")]
+    assert sorted(copies) == sorted(f"flush {run} {i}" for i in range(20))  # each once
