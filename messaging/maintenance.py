@@ -61,6 +61,15 @@ def expire_overdue_messages() -> int:
     return sum(moved.values())
 
 
+def what_the_sweep_takes() -> str:
+    """``requeue_stuck_messages``'s rules in one phrase, for the admin's report and the API's description."""
+    return (
+        f"it takes work whose publish failed at once, work the broker lost after {LOST_TASK_AFTER.seconds} s "
+        f"(when the send queues are empty), the sends of a worker whose heartbeat stopped, and anything else left "
+        f"for more than {settings.MESSAGING_STUCK_AFTER_SECONDS:g} s; a live worker's send is never taken"
+    )
+
+
 def requeue_stuck_messages() -> dict[str, int]:
     """Find work that a lost publish or a dead worker left behind and put it back on the queue.
 

@@ -357,7 +357,7 @@ class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
     @admin.action(description="Run the stuck-work sweep now (all stuck messages, whatever is selected)",
                   permissions=["requeue"])
     def run_stuck_sweep(self, request, queryset=None):
-        # The sweep beat runs every minute, now: it takes every stuck row, not a selection (a stuck row is one
+        # The sweep beat runs every MESSAGING_SWEEP_INTERVAL_SECONDS, now: it takes every stuck row, not a selection (a stuck row is one
         # nobody is working on, wherever it is in the list). Also a button above the list, which needs no selection.
         counts = maintenance.requeue_stuck_messages()
         self.message_user(request, sweep_sentence(counts), messages.SUCCESS if any(counts.values()) else messages.INFO)
@@ -450,9 +450,8 @@ def plural(count: int) -> str:
 
 def sweep_sentence(counts: dict[str, int]) -> str:
     """What ``maintenance.requeue_stuck_messages`` did, as the operator reads it."""
-    cutoff = f"only work left for more than {settings.MESSAGING_STUCK_AFTER_SECONDS} s counts as stuck"
     if not any(counts.values()):
-        return f"Stuck-work sweep: nothing was stuck ({cutoff})."
+        return f"Stuck-work sweep: nothing was stuck ({maintenance.what_the_sweep_takes()})."
     parts = []
     if counts.get("queued"):
         parts.append(f"{plural(counts['queued'])} queued but never picked up")

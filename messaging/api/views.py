@@ -306,14 +306,18 @@ class MessageActionView(APIView):
 
 
 class RequeueStuckView(APIView):
-    """Beat's stuck-work sweep, now: for operators and integrators who cannot wait for its next minute."""
+    """Beat's stuck-work sweep, now: for operators and integrators who cannot wait for its next run."""
 
     permission_classes = [StaffWithRequeuePermission]
 
     @extend_schema(
         summary="Run the stuck-work sweep now and report what it re-queued",
-        description="Staff with messaging.requeue_outboundmessage only. Takes only work older than "
-                    "MESSAGING_STUCK_AFTER_SECONDS, as beat's sweep does.",
+        description="Staff with messaging.requeue_outboundmessage only. The sweep beat runs every "
+                    "MESSAGING_SWEEP_INTERVAL_SECONDS: it publishes again at once the work whose publish failed, "
+                    "after 30 s the work the broker lost (when the send queues are empty), re-queues the sends of a "
+                    "worker whose heartbeat stopped, and anything else left longer than "
+                    "MESSAGING_STUCK_AFTER_SECONDS (stuck_after_seconds in the answer). A live worker's send is "
+                    "never taken.",
         request=None,
         responses=OpenApiTypes.OBJECT,
     )

@@ -70,8 +70,9 @@ def test_a_sweep_with_nothing_stuck_says_so(client, settings):
     client.force_login(make_user("op", groups=["Operators"]))
     response = client.post(SWEEP, follow=True)
     assert flash(response) == [
-        f"Stuck-work sweep: nothing was stuck (only work left for more than {settings.MESSAGING_STUCK_AFTER_SECONDS} s "
-        "counts as stuck)."
+        "Stuck-work sweep: nothing was stuck (it takes work whose publish failed at once, work the broker lost after "
+        "30 s (when the send queues are empty), the sends of a worker whose heartbeat stopped, and anything else left "
+        f"for more than {settings.MESSAGING_STUCK_AFTER_SECONDS:g} s; a live worker's send is never taken)."
     ]
 
 

@@ -1,5 +1,4 @@
 """Put stuck work back on the queue now, instead of waiting for beat's next sweep."""
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from messaging import maintenance
@@ -8,12 +7,12 @@ from messaging import maintenance
 class Command(BaseCommand):
     help = (
         "Re-publish messages left queued or retrying by a lost publish, and recover sends whose worker died "
-        "(the same sweep celery-beat runs every minute)."
+        "(the same sweep celery-beat runs every MESSAGING_SWEEP_INTERVAL_SECONDS)."
     )
 
     def handle(self, *args, **options):
         counts = maintenance.requeue_stuck_messages()
         self.stdout.write(
-            f"stuck for more than {settings.MESSAGING_STUCK_AFTER_SECONDS}s: "
+            "requeued: "
             + ", ".join(f"{what} {count}" for what, count in counts.items())
         )
