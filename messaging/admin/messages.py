@@ -3,7 +3,6 @@
 Every change goes through the services the API uses (accept, resend, cancel, send now); the admin only turns
 their answers into sentences. Messages are never edited here: history is read-only, state changes are actions.
 """
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
