@@ -321,6 +321,11 @@ def test_with_postgresql_down_post_messages_answers_503_at_once_and_work_resumes
         wait_for(lambda: _answers(f"{base}/health"), timeout=60, interval=0.3, what="gunicorn answering")
         accepted = post("before")  # no worker yet: its task waits in the queue
         assert accepted.status_code == 202, accepted.text
+        # And a bulk batch (one send_bulk_messages task), which must keep its messages through the outage too.
+        bulk = httpx.post(f"{base}/messages/bulk", headers=headers, timeout=10, json={"messages": [
+            {"phone": f"+551198765{1000 + i}", "message": f"bulk before {i}"} for i in range(3)]})
+        assert bulk.status_code == 202, bulk.text
+        bulk_ids = [item["id"] for item in bulk.json()["results"]]
         message_id, before = accepted.json()["id"], rows()
 
         own_cluster.stop()
@@ -338,8 +343,11 @@ def test_with_postgresql_down_post_messages_answers_503_at_once_and_work_resumes
         worker = workers.start("db-down")
         wait_for(lambda: "database unavailable" in workers.output("db-down"), timeout=60, interval=0.3,
                  what="the worker meeting the outage")
+        wait_for(lambda: f"messages={bulk_ids} task=" in workers.output("db-down"), timeout=60, interval=0.3,
+                 what="the batch keeping its messages through the outage")
         own_cluster.start()
         assert wait_for(lambda: _status(database, message_id) == "sent", timeout=60, interval=0.5)
+        assert wait_for(lambda: all(_status(database, pk) == "sent" for pk in bulk_ids), timeout=60, interval=0.5)
         assert worker.poll() is None
         assert rows() == before  # the refused request wrote nothing
         assert post("after").status_code == 202
