@@ -4,7 +4,7 @@
 
 Reports messages accepted per second (1,000 x 2xx answers / duration) and the latency of one bulk request.
 Checks afterwards, with no worker running: rows == messages in the 2xx answers (plus whole requests cut off in
-flight when wrk stopped) and every row's task id waits in the queue exactly once.
+flight when wrk stopped) and every row waits in the queue exactly once, in one send task's arguments.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ Like the tests, they are tools around the console, so they read the environment 
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -169,16 +170,18 @@ def redis_client():
     return redis.Redis.from_url(REDIS_URL)
 
 
-def queued_task_ids(queues=("transactional_messages", "bulk_messages")) -> list[str]:
-    """The task ids waiting in the send queues (kombu keeps one JSON message per list item): single sends go to
-    transactional_messages, bulk items to bulk_messages."""
+def queued_message_ids(queues=("transactional_messages", "bulk_messages")) -> list[int]:
+    """The message ids the send tasks waiting in the send queues carry (kombu keeps one JSON message per list
+    item): a single send's task carries one id, a bulk batch's (send_bulk_messages) a list of them."""
     client = redis_client()
-    ids: list[str] = []
+    ids: list[int] = []
     for queue in queues:
         length = client.llen(queue)
         for start in range(0, length, 5000):
             for raw in client.lrange(queue, start, start + 4999):
-                ids.append(json.loads(raw)["headers"]["id"])
+                body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+                argument = body[0][0]
+                ids.extend(argument if isinstance(argument, list) else [argument])
     return ids
 
 

@@ -32,11 +32,15 @@ app.conf.task_queues = tuple(
 app.conf.task_default_exchange = MAINTENANCE_QUEUE
 app.conf.task_default_routing_key = MAINTENANCE_QUEUE
 app.conf.task_default_queue = MAINTENANCE_QUEUE
-app.conf.task_routes = {"send_transactional_message": {"queue": TRANSACTIONAL_QUEUE}}
+app.conf.task_routes = {
+    "send_transactional_message": {"queue": TRANSACTIONAL_QUEUE},
+    "send_bulk_messages": {"queue": BULK_QUEUE},
+}
 
 
-def publish_by_id(producer, task, object_id: int, *, task_id: str, queue: Queue, declare: list) -> None:
-    """Publish ``task(object_id)`` on ``producer`` as Celery's own task message, straight to ``queue``.
+def publish_by_id(producer, task, object_id: int | list[int], *, task_id: str, queue: Queue, declare: list) -> None:
+    """Publish ``task(object_id)`` on ``producer`` as Celery's own task message, straight to ``queue``; the one
+    argument is an id, or a list of ids.
 
     The hot paths' publisher (messaging.tasks.publish_sends, inbound.tasks.publish_event): the headers
     ``create_task_message`` builds are made once per task and process and reused with each task id, and the message
@@ -46,12 +50,13 @@ def publish_by_id(producer, task, object_id: int, *, task_id: str, queue: Queue,
     """
     headers, embed, reply_to = _task_message_template(task.name)
     retry, retry_policy = _publish_retry()
+    argument = str(int(object_id)) if isinstance(object_id, int) else json.dumps([int(pk) for pk in object_id])
     producer.publish(
-        f"[[{int(object_id)}], {{}}, {embed}]",
+        f"[[{argument}], {{}}, {embed}]",
         exchange="",  # straight to the queue: no per-message binding lookup
         routing_key=queue.name,
         declare=declare,
-        headers={**headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{int(object_id)}]"},
+        headers={**headers, "id": task_id, "root_id": task_id, "argsrepr": f"[{argument}]"},
         content_type="application/json",
         content_encoding="utf-8",
         correlation_id=task_id,

@@ -205,7 +205,8 @@ def _histogram_family(stored: dict[str, float]) -> HistogramMetricFamily:
 def _queue_depth_family() -> GaugeMetricFamily:
     family = GaugeMetricFamily(
         "console_queue_messages",
-        "Tasks waiting in the broker, per queue (tasks already reserved by a worker are not counted).",
+        "Tasks waiting in the broker, per queue (tasks already reserved by a worker are not counted; a "
+        "bulk_messages task may carry up to MESSAGING_BULK_BATCH_SIZE messages).",
         labels=["queue"],
     )
     for queue, depth in selectors.queue_depths().items():

@@ -4,16 +4,20 @@ Tasks are thin: they take ids, call a service, and turn its answer into retry or
 schedule that run them are in config/celery.py.
 """
 import logging
+import time
+import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from config.celery import QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
+from django.conf import settings
+
+from config.celery import BULK_QUEUE, QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
 from evolution import instances
 from messaging import maintenance, services
-from messaging.models import OutboundMessage
+from messaging.models import OutboundMessage, Priority
 
 log = logging.getLogger("messaging")
 
@@ -40,6 +44,50 @@ def send_transactional_message(self, message_id: int, paced_until: float | None 
         queue = (self.request.delivery_info or {}).get("routing_key") or TRANSACTIONAL_QUEUE
         raise self.retry(countdown=outcome.retry_in, kwargs={"paced_until": outcome.paced_until}, queue=queue)
     return outcome.as_dict()
+
+
+# A batch hands the rest of its messages back to the queue after this long, so a transactional send waits behind
+# at most about this much bulk work per worker thread, however slow the gateway answers.
+BATCH_TIME_BUDGET_SECONDS = 1.0
+
+
+@shared_task(bind=True, name="send_bulk_messages", max_retries=None, ignore_result=True)
+def send_bulk_messages(self, message_ids: list[int]) -> None:
+    """Send several bulk messages of one instance, one after the other, in one task run.
+
+    Each goes through ``services.send_message`` exactly as under its own ``send_transactional_message``: its own
+    claim, attempt rows and final state, so exactly-once holds per message. What a batch saves is Celery's work
+    per task (fetch, ack, trace), which was most of a worker's CPU per send. A message that must come back later
+    (a retry, a paced or paused send) goes back on the queue as its own ``send_transactional_message``.
+    """
+    queue = (self.request.delivery_info or {}).get("routing_key") or BULK_QUEUE
+    started = time.monotonic()
+    for index, message_id in enumerate(message_ids):
+        if index and time.monotonic() - started > BATCH_TIME_BUDGET_SECONDS:
+            log.info("messages=%s handed back to the queue after %.1fs of batch %s", message_ids[index:],
+                     time.monotonic() - started, self.request.id)
+            _publish([(send_bulk_messages, message_ids[index:], str(uuid.uuid4()), queue)])
+            return
+        try:
+            outcome = services.send_message(message_id=message_id, task_id=self.request.id or "")
+        except (OperationalError, InterfaceError) as error:
+            # As send_transactional_message does: keep the rest of the batch, try again when the database is back.
+            log.warning("messages=%s task=%s database unavailable (%s); retrying in %ss",
+                        message_ids[index:], self.request.id, type(error).__name__, DATABASE_RETRY_SECONDS)
+            raise self.retry(countdown=DATABASE_RETRY_SECONDS, args=(message_ids[index:],), queue=queue)
+        if outcome.retry_in is not None:
+            _send_later(message_id, outcome, queue_name=queue)
+
+
+def _send_later(message_id: int, outcome: services.SendOutcome, *, queue_name: str) -> None:
+    """What ``self.retry`` does for a single send, for one message of a batch: its own task, due later."""
+    try:
+        send_transactional_message.apply_async(
+            (message_id,), {"paced_until": outcome.paced_until}, countdown=outcome.retry_in, queue=queue_name,
+        )
+    except Exception:
+        log.exception("message=%s could not be queued for its next try; the stuck-work sweeper will", message_id)
+        OutboundMessage.objects.mark_unpublished([message_id])
 
 
 @shared_task(name="dispatch_due_messages")
@@ -78,9 +126,13 @@ def publish_send(message: OutboundMessage) -> bool:
 
 
 def publish_sends(messages: Sequence[OutboundMessage]) -> int:
-    """Publish ``send_transactional_message`` for committed messages on one broker connection, each to the queue
-    of its priority (transactional_messages or bulk_messages); return how many were published. Call after
-    commit.
+    """Publish the send tasks of committed messages on one broker connection, to the queue of their priority;
+    return how many messages were published. Call after commit.
+
+    A transactional message gets its own ``send_transactional_message`` on transactional_messages. Bulk messages
+    (bulk requests, campaigns, scheduled releases) go to bulk_messages in batches of up to
+    MESSAGING_BULK_BATCH_SIZE of one instance, each a ``send_bulk_messages`` task (a batch of one is a
+    ``send_transactional_message`` like any other).
 
     A failure is logged, not raised: the row is the record, and the stuck-work sweeper
     (``maintenance.requeue_stuck_messages``) publishes again whatever did not go out, so an accepted message is
@@ -92,32 +144,56 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
     """
     if not messages:
         return 0
-    app = send_transactional_message.app
-    queues = {priority: app.amqp.queues[name] for priority, name in QUEUE_OF_PRIORITY.items()}
-    published = 0
+    sends = _send_tasks(messages)
     try:
-        with app.producer_or_acquire() as producer:
-            producer.connection.ensure_connection(**PUBLISH_CONNECT_RETRY)
-            # Declared once per connection (kombu caches it).
-            declare = {priority: [queue.bind(producer.channel)] for priority, queue in queues.items()}
-            # A batch costs a client of its own: worth it from two messages on.
-            with producer.batch(max_size=PUBLISH_BATCH_SIZE) if len(messages) > 1 else nullcontext():
-                for message in messages:
-                    publish_by_id(producer, send_transactional_message, message.pk, task_id=message.task_id,
-                                  queue=queues[message.priority], declare=declare[message.priority])
-                    published += 1
+        _publish(sends)
     except Exception:
-        log.exception("messages=%s enqueue failed (%s handed to the broker before the error); "
-                      "the stuck-work sweeper will retry", id_ranges(messages), published)
+        log.exception("messages=%s enqueue failed; the stuck-work sweeper will retry", id_ranges(messages))
         _remember_unpublished(messages)
         return 0
+    published = len(messages)
     if len(messages) == 1:
         log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id,
                  QUEUE_OF_PRIORITY[messages[0].priority])
     else:
-        log.info("messages=%s enqueued queues=%s count=%s", id_ranges(messages),
-                 ",".join(sorted({QUEUE_OF_PRIORITY[m.priority] for m in messages})), len(messages))
+        log.info("messages=%s enqueued queues=%s count=%s tasks=%s", id_ranges(messages),
+                 ",".join(sorted({QUEUE_OF_PRIORITY[m.priority] for m in messages})), len(messages), len(sends))
     return published
+
+
+def _send_tasks(messages: Sequence[OutboundMessage]) -> list[tuple]:
+    """(task, argument, task id, queue name) for each task that sends these messages."""
+    size = settings.MESSAGING_BULK_BATCH_SIZE
+    sends, bulk_of_instance = [], {}
+    for message in messages:
+        if message.priority == Priority.BULK and size > 1:
+            bulk_of_instance.setdefault(message.instance, []).append(message)
+        else:
+            sends.append((send_transactional_message, message.pk, message.task_id, QUEUE_OF_PRIORITY[message.priority]))
+    for bulk in bulk_of_instance.values():
+        for start in range(0, len(bulk), size):
+            batch = bulk[start:start + size]
+            if len(batch) == 1:
+                sends.append((send_transactional_message, batch[0].pk, batch[0].task_id, BULK_QUEUE))
+            else:
+                sends.append((send_bulk_messages, [message.pk for message in batch], str(uuid.uuid4()), BULK_QUEUE))
+    return sends
+
+
+def _publish(sends: Sequence[tuple]) -> None:
+    """Publish (task, argument, task id, queue name) tasks on one broker connection; raise what the broker
+    raised."""
+    app = send_transactional_message.app
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(**PUBLISH_CONNECT_RETRY)
+        declared = {}
+        # A batch costs a client of its own: worth it from two messages on.
+        with producer.batch(max_size=PUBLISH_BATCH_SIZE) if len(sends) > 1 else nullcontext():
+            for task, argument, task_id, name in sends:
+                queue = app.amqp.queues[name]
+                if name not in declared:  # declared once per connection (kombu caches it)
+                    declared[name] = [queue.bind(producer.channel)]
+                publish_by_id(producer, task, argument, task_id=task_id, queue=queue, declare=declared[name])
 
 
 def _remember_unpublished(messages: Sequence[OutboundMessage]) -> None:

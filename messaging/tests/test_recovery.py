@@ -120,6 +120,33 @@ def test_a_worker_killed_mid_send_is_taken_over_within_90_seconds_and_the_messag
     assert len(sandbox_copies(evolution_sandbox, "5511987650408")) == 1
 
 
+def test_a_worker_killed_mid_batch_leaves_every_message_of_the_batch_sent_once_within_90_seconds(workers, evolution_sandbox):
+    """A bulk batch (send_bulk_messages) whose first send the sandbox holds open when the worker is killed: that
+    claim is taken over as above, and the batch's unclaimed messages, whose task died with the worker, are
+    published again by the sweep's lost-task rule."""
+    doomed = workers.start("doomed")
+    numbers = ["+5511987650408"] + [f"+551198765{1000 + i}" for i in range(4)]
+    results = services.accept_messages(items=[{"phone": number, "text": f"batch {i}"} for i, number in enumerate(numbers)])
+    ids = [result.message.pk for result in results]
+    started_attempt(ids[0])
+    wait_for(lambda: sandbox_copies(evolution_sandbox, "5511987650408"), timeout=10, what="the send reaching Evolution")
+    os.killpg(doomed.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    doomed.wait(timeout=10)
+    workers.start("replacement")
+    assert OutboundMessage.objects.filter(pk__in=ids[1:], status=MessageStatus.QUEUED).count() == 4  # not reached
+
+    def all_sent() -> bool:
+        maintenance.requeue_stuck_messages()  # as beat's tick would
+        return OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENT).count() == len(ids)
+
+    wait_for(all_sent, timeout=90, interval=1, what="every message of the batch sent")
+    assert time.monotonic() - killed_at + settings.MESSAGING_SWEEP_INTERVAL_SECONDS < 90
+    for number in numbers:
+        assert len(sandbox_copies(evolution_sandbox, number.lstrip("+"))) == 1
+    assert SendAttempt.objects.filter(message_id__in=ids[1:]).count() == 4  # one attempt each, nothing spent waiting
+
+
 def test_a_slow_worker_that_is_still_alive_is_never_taken_over(workers, evolution_sandbox, settings):
     settings.MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS = 1  # the sandbox holds the send 3 s: three TTLs
     workers.start("slow", MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS="1")
@@ -294,6 +321,11 @@ def test_with_postgresql_down_post_messages_answers_503_at_once_and_work_resumes
         wait_for(lambda: _answers(f"{base}/health"), timeout=60, interval=0.3, what="gunicorn answering")
         accepted = post("before")  # no worker yet: its task waits in the queue
         assert accepted.status_code == 202, accepted.text
+        # And a bulk batch (one send_bulk_messages task), which must keep its messages through the outage too.
+        bulk = httpx.post(f"{base}/messages/bulk", headers=headers, timeout=10, json={"messages": [
+            {"phone": f"+551198765{1000 + i}", "message": f"bulk before {i}"} for i in range(3)]})
+        assert bulk.status_code == 202, bulk.text
+        bulk_ids = [item["id"] for item in bulk.json()["results"]]
         message_id, before = accepted.json()["id"], rows()
 
         own_cluster.stop()
@@ -311,8 +343,11 @@ def test_with_postgresql_down_post_messages_answers_503_at_once_and_work_resumes
         worker = workers.start("db-down")
         wait_for(lambda: "database unavailable" in workers.output("db-down"), timeout=60, interval=0.3,
                  what="the worker meeting the outage")
+        wait_for(lambda: f"messages={bulk_ids} task=" in workers.output("db-down"), timeout=60, interval=0.3,
+                 what="the batch keeping its messages through the outage")
         own_cluster.start()
         assert wait_for(lambda: _status(database, message_id) == "sent", timeout=60, interval=0.5)
+        assert wait_for(lambda: all(_status(database, pk) == "sent" for pk in bulk_ids), timeout=60, interval=0.5)
         assert worker.poll() is None
         assert rows() == before  # the refused request wrote nothing
         assert post("after").status_code == 202
