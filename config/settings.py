@@ -77,6 +77,8 @@ MIDDLEWARE = [
     # Times in the admin are shown and read in each operator's own time zone (browser's, via a cookie).
     "messaging.timezones.OperatorTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Every admin changelist: a NUL byte in its query or a non-id in an action's selection is a message, not a 500.
+    "messaging.admin.guards.ChangelistGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused by the lockout backend into its 429 page; last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
