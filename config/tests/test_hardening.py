@@ -225,6 +225,21 @@ def test_api_answers_with_phones_and_texts_are_not_stored_by_caches_and_static_f
     assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
 
 
+def test_the_browsable_api_with_an_admin_session_is_not_stored_by_caches_either(client, db):
+    from django.contrib.auth import get_user_model
+
+    from messaging.models import OutboundMessage
+
+    OutboundMessage.objects.create(phone="+5511987650001", text="Seu código é 4411", instance="console")
+    client.force_login(get_user_model().objects.create_superuser("cache-browser", password="x"))
+
+    page = client.get("/messages", HTTP_ACCEPT="text/html")
+
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert "5511987650001" in page.content.decode()
+    assert page.headers.get("Cache-Control") == "no-store"
+
+
 # --- no secret key, no start -----------------------------------------------------------------------------------
 
 
