@@ -174,8 +174,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "messaging.api.errors.exception_handler",
     # Per signed-in caller (an API client, a token, a session), counted in the shared cache: 429 + Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"caller": os.environ.get("API_THROTTLE_RATE") or "6000/min"},
+    "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle", "access.throttles.MessageRateThrottle"],
+    # On POST /messages and /messages/bulk, also messages per caller, a bulk counting its items; empty = no limit.
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": os.environ.get("API_THROTTLE_RATE") or "6000/min",
+        "messages": os.environ.get("API_MESSAGE_RATE", "600/min") or None,
+    },
     "DEFAULT_PARSER_CLASSES": [
         "messaging.api.parsers.JSONBodyParser",
         "rest_framework.parsers.FormParser",
