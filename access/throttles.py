@@ -4,7 +4,8 @@ person's token or session), counted in the cache every web process shares (Redis
 DRF's own throttles keep each caller's request times as a list they read, change and write back: across
 processes two requests can both read the old list and one is never counted, and at thousands a minute the list
 is a large value moved on every request. Here each caller has one counter per window, raised by an atomic
-increment. Anonymous requests are not counted: the API refuses them (401) before a throttle runs.
+increment. Anonymous requests are not counted: the API refuses them (401) before a throttle runs, and what an
+anonymous caller may reach (/health, /, the docs) holds no data to harvest (README, Security).
 
 ``API_MESSAGE_RATE`` caps, on top, the messages a caller may submit: a bulk request counts its items, so one token
 cannot send 1,000 messages in one request, or in a few seconds. See MessageRateThrottle.
