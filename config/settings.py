@@ -175,10 +175,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "messaging.api.errors.exception_handler",
     # Per signed-in caller (an API client, a token, a session), counted in the shared cache: 429 + Retry-After.
     "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle", "access.throttles.MessageRateThrottle"],
-    # On POST /messages and /messages/bulk, also messages per caller, a bulk counting its items; empty = no limit.
+    # On POST /messages and /messages/bulk, also messages per caller, a bulk counting its items; "off" = no limit
+    # (empty is the default, as for every variable compose passes through).
     "DEFAULT_THROTTLE_RATES": {
         "caller": os.environ.get("API_THROTTLE_RATE") or "6000/min",
-        "messages": os.environ.get("API_MESSAGE_RATE", "600/min") or None,
+        "messages": None if os.environ.get("API_MESSAGE_RATE") == "off" else os.environ.get("API_MESSAGE_RATE") or "600/min",
     },
     "DEFAULT_PARSER_CLASSES": [
         "messaging.api.parsers.JSONBodyParser",

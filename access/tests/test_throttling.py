@@ -123,6 +123,21 @@ def test_the_default_message_rate_stops_a_thousand_messages_in_26_seconds():
     assert burst + 26 * burst / period < 1000  # the most a token bucket lets through in any 26 s
 
 
+@pytest.mark.parametrize("value,rate", [(None, "600/min"), ("", "600/min"), ("100/min", "100/min"), ("off", None)])
+def test_api_message_rate_is_600_a_minute_unless_set_and_off_switches_it_off(value, rate):
+    # Empty is the default (compose passes every variable, set or not); only "off" removes the limit.
+    import os
+    import subprocess
+    import sys
+
+    env = {key: val for key, val in os.environ.items() if key != "API_MESSAGE_RATE"}
+    if value is not None:
+        env["API_MESSAGE_RATE"] = value
+    code = "from config import settings; print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['messages'])"
+    read = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert read.stdout.strip() == str(rate), read.stderr[-2000:]
+
+
 # --- admin logins (django-axes) ----------------------------------------------------------------------------------
 
 
