@@ -11,11 +11,16 @@ bind = "0.0.0.0:8000"
 workers = settings.WEB_CONCURRENCY
 # Threads, not sync workers: a sync worker belongs to one connection until its request is complete, so five clients
 # that connect and never finish a request stopped the whole web tier. A gthread worker parks a silent connection in
-# its poller and serves the others with its WEB_THREADS threads. A request whose headers never finish still holds one
-# thread, and one worker may accept a whole burst: 32 threads keep 50 such sockets from stopping it; a buffering
-# proxy in front (README, Security) is what removes the limit.
+# its poller and serves the others with its WEB_THREADS threads.
 worker_class = "gthread"
 threads = settings.WEB_THREADS
+# A request whose headers never finish holds its thread for as long as the client keeps the socket open. With
+# gunicorn's default of 1,000 connections per worker, one worker accepted a burst of 50 such sockets and queued
+# /health behind them. With one connection per thread a worker stops accepting while its threads are all taken, so
+# other workers (and the kernel's backlog) take the rest: WEB_CONCURRENCY x WEB_THREADS half-sent sockets are the
+# limit, and a buffering proxy in front (README, Security) removes it. gunicorn warns at start that no keep-alive
+# connections can be handled: they still are, each counted as one of the worker's connections.
+worker_connections = threads
 # How long a new connection may hold a thread waiting for its first byte before it waits in the poller instead
 # (gunicorn's default, 5 s, let a burst of silent connections take every thread of a worker). Checked by the tests.
 gthread.DEFAULT_WORKER_DATA_TIMEOUT = 0.2

@@ -1,4 +1,4 @@
-"""Headers Django 5.2 does not set itself: a Content-Security-Policy on every answer, and no-store on the API's JSON.
+"""Headers Django 5.2 does not set itself: a Content-Security-Policy on every answer, and no-store on the API's.
 
 The policy allows scripts from this origin only, plus the one inline script of the admin's base template (by its
 hash, read from the template, so it follows edits). Styles may be inline: the admin and the dashboard's SVG chart use
@@ -10,6 +10,7 @@ import hashlib
 import re
 
 from django.conf import settings
+from rest_framework.response import Response
 
 ADMIN_BASE_TEMPLATE = settings.BASE_DIR / "templates" / "admin" / "base_site.html"
 
@@ -41,8 +42,9 @@ DOCS_PATH = "/docs"
 
 
 class SecurityHeadersMiddleware:
-    """Content-Security-Policy on every answer; ``Cache-Control: no-store`` on JSON answers, which carry phone numbers
-    and texts (a shared proxy or the browser's disk cache must not keep them). Static files keep their caching."""
+    """Content-Security-Policy on every answer; ``Cache-Control: no-store`` on the API's answers, which carry phone
+    numbers and texts (a shared proxy or the browser's disk cache must not keep them). Static files keep their
+    caching."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -50,6 +52,8 @@ class SecurityHeadersMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", DOCS_POLICY if request.path == DOCS_PATH else POLICY)
-        if response.get("Content-Type", "").startswith("application/json"):
+        # Every API view answers with DRF's Response whatever the renderer (the browsable API's HTML shows the same
+        # phones and texts); JSON covers the error envelope of paths no view matched.
+        if isinstance(response, Response) or response.get("Content-Type", "").startswith("application/json"):
             response["Cache-Control"] = "no-store"
         return response

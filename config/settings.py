@@ -77,6 +77,8 @@ MIDDLEWARE = [
     # Times in the admin are shown and read in each operator's own time zone (browser's, via a cookie).
     "messaging.timezones.OperatorTimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Every admin changelist: a NUL byte in its query or a non-id in an action's selection is a message, not a 500.
+    "messaging.admin.guards.ChangelistGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a login refused by the lockout backend into its 429 page; last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
@@ -172,8 +174,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "messaging.api.errors.exception_handler",
     # Per signed-in caller (an API client, a token, a session), counted in the shared cache: 429 + Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"caller": os.environ.get("API_THROTTLE_RATE") or "6000/min"},
+    "DEFAULT_THROTTLE_CLASSES": ["access.throttles.CallerRateThrottle", "access.throttles.MessageRateThrottle"],
+    # On POST /messages and /messages/bulk, also messages per caller, a bulk counting its items; "off" = no limit
+    # (empty is the default, as for every variable compose passes through).
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": os.environ.get("API_THROTTLE_RATE") or "6000/min",
+        "messages": None if os.environ.get("API_MESSAGE_RATE") == "off" else os.environ.get("API_MESSAGE_RATE") or "600/min",
+    },
     "DEFAULT_PARSER_CLASSES": [
         "messaging.api.parsers.JSONBodyParser",
         "rest_framework.parsers.FormParser",

@@ -65,15 +65,57 @@ def test_a_support_session_reads_every_message_as_in_the_admin(sandbox_settings)
     assert len(support.get("/messages").json()["results"]) == 1
 
 
+@pytest.mark.parametrize("staff", [True, False], ids=["staff", "not-staff"])
 @pytest.mark.parametrize("door", [signed_in, with_token])
-def test_a_user_with_no_role_can_neither_list_nor_send(sandbox_settings, door):
+def test_a_user_with_no_role_can_neither_list_nor_send(sandbox_settings, door, staff):
     services.accept_message(phone="+5511987654321", text="private")
-    nobody = door(person("nobody", staff=True))
+    nobody = door(person("nobody", staff=staff))
 
     assert nobody.get("/messages").status_code == 403
     assert post(nobody, "/messages", MESSAGE).status_code == 403
     assert post(nobody, "/messages/bulk", {"messages": [MESSAGE]}).status_code == 403
     assert OutboundMessage.objects.count() == 1
+
+
+def test_a_support_session_may_read_and_resend_and_nothing_else_through_the_api(sandbox_settings):
+    # Every API operation, as a Support user would try them from the browser their admin session is in.
+    queued, _ = services.accept_message(phone="+5511987654321", text="queued")
+    later, _ = services.accept_message(phone="+5511987654321", text="later",
+                                       scheduled_at=timezone.now() + timedelta(hours=1))
+    failed, _ = services.accept_message(phone="+5511987654321", text="failed")
+    OutboundMessage.objects.filter(pk=failed.pk).update(status=MessageStatus.FAILED)
+    support = signed_in(person("support", roles=["Support"], staff=True))
+
+    assert support.get("/messages").status_code == 200
+    assert support.get(f"/messages/{queued.pk}").status_code == 200
+    assert post(support, "/messages", MESSAGE).status_code == 403
+    assert post(support, "/messages/bulk", {"messages": [MESSAGE]}).status_code == 403
+    assert post(support, f"/messages/{queued.pk}/cancel", {}).status_code == 403
+    assert post(support, f"/messages/{later.pk}/send-now", {}).status_code == 403
+    assert post(support, "/maintenance/requeue-stuck", {}).status_code == 403
+    resent = post(support, f"/messages/{failed.pk}/resend", {})
+
+    assert (resent.status_code, resent.json()["resend_of"]) == (202, failed.pk)
+    assert OutboundMessage.objects.get(pk=queued.pk).status == MessageStatus.QUEUED
+    assert OutboundMessage.objects.get(pk=later.pk).status == MessageStatus.SCHEDULED
+    assert OutboundMessage.objects.count() == 4  # the three, and the resend
+
+
+def test_a_client_granted_cancel_and_resend_cannot_touch_another_clients_messages(sandbox_settings):
+    shop, shop_row = machine("shop")
+    crm, _ = machine("crm")
+    shop_row.user.user_permissions.add(*Permission.objects.filter(
+        codename__in=["cancel_outboundmessage", "resend_outboundmessage"]))
+    theirs = post(crm, "/messages", MESSAGE).json()
+    failed = post(crm, "/messages", {**MESSAGE, "message": "failed"}).json()
+    OutboundMessage.objects.filter(pk=failed["id"]).update(status=MessageStatus.FAILED)
+    mine = post(shop, "/messages", MESSAGE).json()
+
+    assert post(shop, f"/messages/{theirs['id']}/cancel", {}).status_code == 404
+    assert post(shop, f"/messages/{failed['id']}/resend", {}).status_code == 404
+    assert OutboundMessage.objects.get(pk=theirs["id"]).status == MessageStatus.QUEUED
+    assert not OutboundMessage.objects.filter(resend_of_id=failed["id"]).exists()
+    assert post(shop, f"/messages/{mine['id']}/cancel", {}).json()["status"] == "cancelled"  # granted: its own
 
 
 def test_sending_for_later_needs_the_schedule_permission(sandbox_settings):
@@ -181,3 +223,28 @@ def test_the_admin_makes_a_client_shows_its_key_once_and_revokes_it(admin_client
     assert post(client, "/messages", MESSAGE).status_code == 202
     admin_client.post("/admin/access/apiclient/", {"action": "revoke_selected", "_selected_action": [row.pk]})
     assert post(client, "/messages", MESSAGE).status_code == 401
+
+
+@pytest.mark.parametrize("method,path", [
+    ("get", "/messages"), ("post", "/messages"), ("post", "/messages/bulk"), ("get", "/messages/1"),
+    ("post", "/messages/1/cancel"), ("post", "/messages/1/resend"), ("post", "/messages/1/send-now"),
+    ("get", "/messages/1/callbacks"), ("get", "/tasks/some-task"), ("post", "/maintenance/requeue-stuck"),
+    ("get", "/inbound"), ("get", "/callbacks"), ("post", "/campaigns"), ("get", "/campaigns/1"),
+    ("post", "/campaigns/1/pause"), ("post", "/contacts/import"), ("get", "/contacts/import/1"),
+])
+def test_an_anonymous_caller_gets_401_from_every_api_route(client, method, path):
+    # README, Security: what an anonymous caller reaches is the public endpoints' table, and nothing of the API.
+    response = client.get(path) if method == "get" else client.post(path, data="{}", content_type="application/json")
+    assert response.status_code == 401, path
+    assert response.json()["success"] is False
+
+
+def test_an_anonymous_caller_gets_only_what_the_public_endpoints_table_says(client, sandbox_settings):
+    assert client.get("/").json()["service"] == "WhatsApp messaging console"
+    assert set(client.get("/health").json()) == {"status", "checks", "paused_instances"}
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+    assert client.post("/webhooks/evolution/console", data="{}", content_type="application/json").status_code == 401
+    assert client.post("/webhooks/evolution/no-such", data="{}", content_type="application/json").status_code == 401
+    assert client.get("/webhooks/evolution/console").status_code == 405
+    assert client.get("/admin/").status_code == 302  # to the login page
+    assert client.get("/no-such-path").status_code == 404

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from access.models import ApiClient
+from messaging.models import OutboundMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +71,71 @@ def test_the_default_rate_lets_the_benchmarks_through():
 
     rate = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["caller"]
     assert rate and int(rate.split("/")[0]) >= 1000
+
+
+# --- messages per minute, a bulk request counting its items -------------------------------------------------------
+
+
+@pytest.fixture
+def ten_messages_a_minute(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {"caller": "6000/min", "messages": "10/min"}}
+
+
+def bulk(count: int) -> dict:
+    return {"messages": [{"phone": f"+55 11 98765-{4000 + index}", "message": "Oferta"} for index in range(count)]}
+
+
+def test_a_client_that_sends_quickly_is_refused_once_over_its_messages_a_minute(sandbox_settings, ten_messages_a_minute):
+    # The reported abuse, at a tenth of the scale: one token sending as fast as it can, in bulk and one by one.
+    shop, crm = machine("shop", []), machine("crm", [])
+    assert post(shop, "/messages/bulk", bulk(6)).status_code == 202
+    assert [post(shop, "/messages", MESSAGE).status_code for _ in range(4)] == [202] * 4
+
+    one_more, two_more = post(shop, "/messages", MESSAGE), post(shop, "/messages/bulk", bulk(2))
+
+    for refused in (one_more, two_more):
+        assert refused.status_code == 429
+        assert refused.json()["success"] is False and refused.json()["error"]["code"] == "throttled"
+        assert 1 <= int(refused["Retry-After"]) <= 12  # the allowance comes back at one message per 6 s
+    assert OutboundMessage.objects.count() == 10  # nothing over the limit was stored
+    assert post(crm, "/messages", MESSAGE).status_code == 202  # each client has its own allowance
+
+
+def test_a_bulk_request_larger_than_the_allowance_is_refused_whole_and_uses_none_of_it(
+    sandbox_settings, ten_messages_a_minute
+):
+    shop = machine("shop", [])
+
+    too_many = post(shop, "/messages/bulk", bulk(11))
+
+    assert too_many.status_code == 400  # waiting would not help: a 429 would invite a retry that fails again
+    assert "At most 10 messages per request" in too_many.json()["error"]["message"]
+    assert OutboundMessage.objects.count() == 0
+    assert post(shop, "/messages/bulk", bulk(10)).status_code == 202
+
+
+def test_the_default_message_rate_stops_a_thousand_messages_in_26_seconds():
+    from django.conf import settings
+    from access.throttles import MessageRateThrottle
+
+    burst, period = MessageRateThrottle().parse_rate(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["messages"])
+    assert burst + 26 * burst / period < 1000  # the most a token bucket lets through in any 26 s
+
+
+@pytest.mark.parametrize("value,rate", [(None, "600/min"), ("", "600/min"), ("100/min", "100/min"), ("off", None)])
+def test_api_message_rate_is_600_a_minute_unless_set_and_off_switches_it_off(value, rate):
+    # Empty is the default (compose passes every variable, set or not); only "off" removes the limit.
+    import os
+    import subprocess
+    import sys
+
+    env = {key: val for key, val in os.environ.items() if key != "API_MESSAGE_RATE"}
+    if value is not None:
+        env["API_MESSAGE_RATE"] = value
+    code = "from config import settings; print(settings.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['messages'])"
+    read = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert read.stdout.strip() == str(rate), read.stderr[-2000:]
 
 
 # --- admin logins (django-axes) ----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from messaging.admin.filters import (
     CampaignFilter, FailedAttemptsFilter, FailureReasonFilter, InstanceFilter, ReceiptFilter,
 )
 from messaging.admin.forms import ComposeMessageForm, MessageRecordForm
-from messaging.admin.guards import ChangelistGuards
 from messaging.admin.read_only import ReadOnly
 from messaging.api.permissions import SCHEDULE
 from messaging.dashboard.views import dashboard_page
@@ -114,7 +113,7 @@ class SendAttemptInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(ChangelistGuards, admin.ModelAdmin):
+class OutboundMessageAdmin(admin.ModelAdmin):
     form = ComposeMessageForm
     inlines = [SendAttemptInline]
 

@@ -5,7 +5,6 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results import admin as celery_results_admin  # registers them first, so we can replace them
 from django_celery_results.models import GroupResult, TaskResult
 
-from messaging.admin.guards import ChangelistGuards
 from messaging.admin.read_only import ReadOnly
 
 admin.site.site_header = "WhatsApp messaging console"
@@ -57,7 +56,7 @@ _django_app_list = admin.site.get_app_list
 admin.site.get_app_list = console_app_list
 
 
-class ReadOnlyResultAdmin(ChangelistGuards, ReadOnly):
+class ReadOnlyResultAdmin(ReadOnly):
     """Celery's result rows record what a worker did; the console never edits or deletes them by hand.
 
     A send that ends "failed" is still a task that returned normally, so Celery records SUCCESS: the message's

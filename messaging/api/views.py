@@ -100,6 +100,7 @@ _MESSAGE_REPRESENTATION = MessageSerializer()
 
 class MessageListCreateView(ListAPIView):
     permission_classes = [MessagePermission]
+    throttle_scope = "messages"  # its POST counts against API_MESSAGE_RATE (access.throttles.MessageRateThrottle)
     pagination_class = MessageCursorPagination
     serializer_class = MessageSerializer
 
@@ -150,6 +151,7 @@ class MessageListCreateView(ListAPIView):
 
 class MessageBulkCreateView(APIView):
     permission_classes = [MessagePermission]
+    throttle_scope = "messages"  # its POST counts against API_MESSAGE_RATE (access.throttles.MessageRateThrottle)
 
     @extend_schema(
         summary=f"Accept up to {services.BULK_MAX_MESSAGES} messages in one request",

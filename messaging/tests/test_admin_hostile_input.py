@@ -3,6 +3,7 @@ own browser: none of it may answer a 500."""
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
@@ -149,3 +150,36 @@ def test_a_nul_byte_in_celerys_results_filter_is_refused_too(client):
     response = client.get("/admin/django_celery_results/taskresult/", {"status": NUL}, follow=True)
     assert response.status_code == 200
     assert any("NUL" in text for text in flash(response))
+
+
+# --- every changelist on the site ---------------------------------------------------------------------------------
+
+
+def _changelist_url(model) -> str:
+    return f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+
+
+@pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda model: model._meta.label)
+def test_no_changelist_answers_a_500_to_a_nul_in_a_filter_or_an_action_on_non_ids(client, model):
+    # A superuser sees every changelist, every filter and every action; each filter's own query parameters (as its
+    # links build them) get a NUL byte, one at a time, then all at once.
+    client.force_login(make_user("boss", superuser=True))
+    url = _changelist_url(model)
+    page = client.get(url)
+    assert page.status_code == 200
+    changelist = page.context["cl"]
+    parameters = [name for spec in changelist.filter_specs for name in spec.expected_parameters()]
+    if changelist.search_fields:
+        parameters.append("q")
+
+    for query in [{name: NUL} for name in parameters] + [dict.fromkeys(parameters, NUL)]:
+        response = client.get(url, query, follow=True)
+        assert response.status_code == 200, query
+        assert NUL not in response.request["QUERY_STRING"]
+
+    actions = [name for name, _ in changelist.model_admin.get_action_choices(page.wsgi_request) if name]
+    for action in actions or ["delete_selected"]:
+        response = client.post(url, {"action": action, "index": "0", "_selected_action": ["abc", NUL, "1.5"]},
+                               follow=True)
+        assert response.status_code == 200, action
+        assert any("not ids" in text for text in flash(response)), action
