@@ -29,6 +29,7 @@ from evolution import throttle
 from inbound import selectors as inbound_selectors
 from messaging import idempotency
 from messaging import services as messaging
+from messaging.callback_urls import clean_callback_url
 from messaging.models import OutboundMessage
 from messaging.phones import normalize_phone
 
@@ -157,7 +158,7 @@ def validate_settings(campaign: Campaign) -> None:
     if not (campaign.text or "").strip():
         errors["text"] = ["This field may not be blank."]
     try:
-        messaging.clean_callback_url(campaign.callback_url)  # the same rule as each of its messages'
+        clean_callback_url(campaign.callback_url)  # the same rule as each of its messages'
     except ValidationError as error:
         errors.update(error.message_dict)
     if errors:
