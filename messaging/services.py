@@ -722,26 +722,6 @@ def cancel_messages(*, message_ids) -> ActionReport:
     return _each(message_ids, lambda pk: cancel_message(message_id=pk))
 
 
-def cancel_messages_from(*, source: str) -> int:
-    """Cancel every message of ``source`` not sending yet (a cancelled campaign's run), in one UPDATE."""
-    cancelled = OutboundMessage.objects.cancel_waiting(source=source)
-    log.info("source=%s cancelled %s waiting messages", source, cancelled)
-    return cancelled
-
-
-def hold_messages_from(*, source: str) -> int:
-    """Hold every message of ``source`` not sending yet (a paused campaign's run): none is sent until
-    ``schedule_held_messages`` gives it a send time again. One being sent finishes."""
-    held = OutboundMessage.objects.hold_waiting(source=source)
-    log.info("source=%s held %s waiting messages", source, held)
-    return held
-
-
-def schedule_held_messages(*, times: dict[int, datetime]) -> int:
-    """Give held messages a send time again (``{message id: when}``); beat releases each when it comes."""
-    return OutboundMessage.objects.schedule_held(times)
-
-
 def send_messages_now(*, message_ids) -> ActionReport:
     """Release each scheduled message now (``send_now``); report the rest with their status."""
     return _each(message_ids, lambda pk: send_now(message_id=pk))
