@@ -1,0 +1,31 @@
+"""The layout the README promises, checked on the code itself, so it cannot drift silently."""
+import ast
+
+from tests_support import ROOT
+
+SKIPPED_FOLDERS = {".venv", "tests", "migrations", "bench"}
+
+
+def source_files():
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        relative = path.relative_to(ROOT)
+        if not SKIPPED_FOLDERS & set(relative.parts):
+            yield relative, ast.parse(path.read_text())
+
+
+def names_in_chain(node) -> set[str]:
+    """The names a chain of calls starts from: {"OutboundMessage"} for OutboundMessage.objects.filter(...)."""
+    while isinstance(node, ast.Call | ast.Attribute | ast.Subscript):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return {node.id} if isinstance(node, ast.Name) else set()
+
+
+def test_every_state_change_of_a_message_or_an_attempt_is_a_queryset_method():
+    inline = [
+        f"{path}:{node.lineno}"
+        for path, tree in source_files() if path.name != "models.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update"
+        and names_in_chain(node.func.value) & {"OutboundMessage", "SendAttempt"}
+    ]
+    assert inline == [], "conditional UPDATEs belong on messaging/models.py's querysets"
