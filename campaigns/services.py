@@ -398,7 +398,7 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                     items.append({
                         "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
                         "expires_at": expires_at, "callback_url": campaign.callback_url,
-                        "idempotency_key": idempotency.MessageKey("campaign", f"run-{run.pk}:{contact_id}"),
+                        "idempotency_key": idempotency.campaign_message_key(run_id=run.pk, contact_id=contact_id),
                     })
             for result in messaging.accept_messages(
                 items=items, created_by=campaign.created_by, source=source, overlap=overlap,

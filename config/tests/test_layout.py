@@ -29,3 +29,14 @@ def test_every_state_change_of_a_message_or_an_attempt_is_a_queryset_method():
         and names_in_chain(node.func.value) & {"OutboundMessage", "SendAttempt"}
     ]
     assert inline == [], "conditional UPDATEs belong on messaging/models.py's querysets"
+
+
+def test_idempotency_keys_are_made_in_messaging_idempotency_only():
+    made_elsewhere = [
+        f"{path}:{node.lineno}"
+        for path, tree in source_files() if path.as_posix() != "messaging/idempotency.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")) in ("Key", "MessageKey")
+    ]
+    assert made_elsewhere == [], "give the key a named constructor in messaging/idempotency.py"
