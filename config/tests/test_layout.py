@@ -40,3 +40,13 @@ def test_idempotency_keys_are_made_in_messaging_idempotency_only():
         and (node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")) in ("Key", "MessageKey")
     ]
     assert made_elsewhere == [], "give the key a named constructor in messaging/idempotency.py"
+
+
+def test_an_instances_state_is_asked_through_evolution_instances_only():
+    asked_elsewhere = [
+        f"{path}:{node.lineno}"
+        for path, tree in source_files() if path.parts[0] != "evolution"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "connection_state"
+    ]
+    assert asked_elsewhere == [], "Evolution owns its instances: call evolution.instances.instance_state"
