@@ -18,10 +18,11 @@ def _tests_use_the_real_services():
 
 @pytest.fixture(scope="session", autouse=True)
 def _redis_keys_under_this_runs_own_prefix():
-    """Counters, pacing and pauses the tests record go under prefixes of this run, never the console's
-    (console:metrics, console:pacing), also in the processes tests start, and are deleted at the end: a test run
-    leaves nothing in Redis."""
+    """Counters, pacing, pauses and cache entries the tests record go under prefixes of this run, never the
+    console's (console:metrics, console:pacing, console:cache), also in the processes tests start, and are deleted
+    at the end with the broker's queue bindings this run declared: a test run leaves nothing in Redis."""
     import redis
+    from django.core.cache import caches
 
     run = uuid.uuid4().hex
     prefixes = {"METRICS_KEY_PREFIX": f"test:{run}:metrics", "PACING_KEY_PREFIX": f"test:{run}:pacing"}
@@ -29,6 +30,16 @@ def _redis_keys_under_this_runs_own_prefix():
     for name, prefix in prefixes.items():
         setattr(django_settings, name, prefix)
         os.environ[name] = prefix
+    # The cache's prefix is in CACHES, built when settings were read: set there, and in the environment for the
+    # processes tests start.
+    cache, cache_prefix = django_settings.CACHES["default"], f"test:{run}:cache"
+    previous_cache_prefix, previous_cache_variable = cache.get("KEY_PREFIX"), os.environ.get("CACHE_KEY_PREFIX")
+    cache["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"] = cache_prefix
+    for made in caches.all(initialized_only=True):
+        made.key_prefix = cache_prefix
+    stores = {django_settings.METRICS_REDIS_URL, django_settings.CELERY_BROKER_URL, cache.get("LOCATION")}
+    stores = {url for url in stores if url and url.startswith("redis")}
+    bindings_before = {url: _kombu_keys(redis, url) for url in stores}
     yield prefixes
     for name, (setting, variable) in previous.items():
         setattr(django_settings, name, setting)
@@ -36,9 +47,21 @@ def _redis_keys_under_this_runs_own_prefix():
             del os.environ[name]
         else:
             os.environ[name] = variable
-    with redis.Redis.from_url(django_settings.METRICS_REDIS_URL) as store:
-        for key in store.scan_iter(match=f"test:{run}:*"):
-            store.delete(key)
+    cache["KEY_PREFIX"] = previous_cache_prefix
+    if previous_cache_variable is None:
+        del os.environ["CACHE_KEY_PREFIX"]
+    else:
+        os.environ["CACHE_KEY_PREFIX"] = previous_cache_variable
+    for url in stores:
+        with redis.Redis.from_url(url) as store:
+            # Kombu's bindings are the broker's record of the queues this run declared: only those it added go.
+            for key in [*store.scan_iter(match=f"test:{run}:*"), *(_kombu_keys(redis, url) - bindings_before[url])]:
+                store.delete(key)
+
+
+def _kombu_keys(redis, url: str) -> set[bytes]:
+    with redis.Redis.from_url(url) as store:
+        return set(store.scan_iter(match="_kombu.*"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,8 +27,9 @@ from campaigns.models import (
 from config.overlap import Overlapped
 from evolution import throttle
 from inbound import selectors as inbound_selectors
-from messaging import idempotency
+from messaging import idempotency, sources
 from messaging import services as messaging
+from messaging.callback_urls import clean_callback_url
 from messaging.models import OutboundMessage
 from messaging.phones import normalize_phone
 
@@ -157,7 +158,7 @@ def validate_settings(campaign: Campaign) -> None:
     if not (campaign.text or "").strip():
         errors["text"] = ["This field may not be blank."]
     try:
-        messaging.clean_callback_url(campaign.callback_url)  # the same rule as each of its messages'
+        clean_callback_url(campaign.callback_url)  # the same rule as each of its messages'
     except ValidationError as error:
         errors.update(error.message_dict)
     if errors:
@@ -273,7 +274,7 @@ def pause_campaign(*, campaign_id: int) -> bool:
             return False
         runs = list(CampaignRun.objects.filter(campaign_id=campaign_id, status__in=(RunStatus.PREPARING, RunStatus.RUNNING)))
         CampaignRun.objects.filter(pk__in=[run.pk for run in runs], status=RunStatus.RUNNING).update(status=RunStatus.PAUSED)
-    held = sum(messaging.hold_messages_from(source=run.source) for run in runs)
+    held = sum(sources.hold_messages_from(source=run.source) for run in runs)
     log.info("campaign=%s paused held=%s", campaign_id, held)
     return True
 
@@ -295,7 +296,7 @@ def resume_campaign(*, campaign_id: int) -> bool:
         held = selectors.held_message_ids(source=run.source)
         for start in range(0, len(held), FAN_OUT_CHUNK):
             chunk = held[start:start + FAN_OUT_CHUNK]
-            rescheduled += messaging.schedule_held_messages(times=dict(zip(chunk, times)))
+            rescheduled += sources.schedule_held_messages(times=dict(zip(chunk, times)))
     log.info("campaign=%s resumed rescheduled=%s", campaign_id, rescheduled)
     return True
 
@@ -312,7 +313,7 @@ def cancel_campaign(*, campaign_id: int) -> bool:
         PeriodicTask.objects.filter(campaign__pk=campaign_id).update(enabled=False)
         runs = list(CampaignRun.objects.filter(campaign_id=campaign_id).exclude(status__in=(RunStatus.COMPLETED, RunStatus.CANCELLED)))
         CampaignRun.objects.filter(pk__in=[run.pk for run in runs]).update(status=RunStatus.CANCELLED, finished_at=now)
-    cancelled = sum(messaging.cancel_messages_from(source=run.source) for run in runs)
+    cancelled = sum(sources.cancel_messages_from(source=run.source) for run in runs)
     log.info("campaign=%s cancelled messages_cancelled=%s", campaign_id, cancelled)
     return True
 
@@ -397,7 +398,7 @@ def prepare_run(*, run_id: int) -> CampaignRun:
                     items.append({
                         "phone": phone, "text": text, "instance": campaign.instance, "scheduled_at": send_at,
                         "expires_at": expires_at, "callback_url": campaign.callback_url,
-                        "idempotency_key": idempotency.MessageKey("campaign", f"run-{run.pk}:{contact_id}"),
+                        "idempotency_key": idempotency.campaign_message_key(run_id=run.pk, contact_id=contact_id),
                     })
             for result in messaging.accept_messages(
                 items=items, created_by=campaign.created_by, source=source, overlap=overlap,
@@ -422,9 +423,9 @@ def _follow_campaign_state(run: CampaignRun) -> None:
     status = Campaign.objects.filter(pk=run.campaign_id).values_list("status", flat=True).first()
     if status == CampaignStatus.PAUSED:
         CampaignRun.objects.filter(pk=run.pk, status__in=(RunStatus.PREPARING, RunStatus.RUNNING)).update(status=RunStatus.PAUSED)
-        messaging.hold_messages_from(source=run.source)
+        sources.hold_messages_from(source=run.source)
     elif status == CampaignStatus.CANCELLED:
-        messaging.cancel_messages_from(source=run.source)
+        sources.cancel_messages_from(source=run.source)
 
 
 def finish_runs() -> int:

@@ -344,7 +344,7 @@ if CACHE_REDIS_URL:
         "default": {
             "BACKEND": "config.cache.ReusedClientRedisCache",
             "LOCATION": CACHE_REDIS_URL,
-            "KEY_PREFIX": "console:cache",
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX") or "console:cache",
         }
     }
 else:  # embedded mode: no Redis, and one web process

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from django.conf import settings
 from django.core.cache import cache
 
-from evolution.client import EvolutionError, get_client
+from evolution.client import EvolutionClient, EvolutionError, get_client
 from evolution.shared_state import redis_client
 
 log = logging.getLogger(__name__)
@@ -16,9 +16,18 @@ INSTANCE_STATE_TIMEOUT_SECONDS = 2.0
 INSTANCE_STATE_CACHE_SECONDS = 15
 
 
-def instance_state(instance: str) -> str:
-    """Evolution's connectionState for one instance ("open", "close", "connecting"), raising EvolutionError."""
-    return get_client().connection_state(instance=instance)
+def instance_state(instance: str, *, timeout: float | None = None, connect_timeout: float | None = None) -> str:
+    """Evolution's connectionState for one instance ("open", "close", "connecting"), raising EvolutionError.
+
+    With ``timeout`` (GET /health's short budget) it asks on a client of its own: the sends' client waits up to
+    EVOLUTION_TIMEOUT_SECONDS."""
+    if timeout is None:
+        return get_client().connection_state(instance=instance)
+    with EvolutionClient(
+        base_url=settings.EVOLUTION_API_URL, api_key=settings.EVOLUTION_API_KEY,
+        timeout=timeout, connect_timeout=connect_timeout or timeout,
+    ) as client:
+        return client.connection_state(instance=instance)
 
 
 def instance_states() -> list[dict]:

@@ -33,7 +33,7 @@ from inbound.models import (
 )
 from messaging import metrics
 from messaging import services as messaging_services
-from messaging.idempotency import Key
+from messaging.idempotency import keyword_reply_key
 from messaging.models import OutboundMessage
 from messaging.signals import announce_status
 
@@ -354,7 +354,7 @@ def _apply_keyword_rules(batch: Batch, messages: list[InboundMessage]) -> list[s
                 phone=batch.phone,
                 text=rule.reply_text,
                 instance=batch.instance,
-                idempotency_key=Key("", f"console:inbound-batch:{batch.pk}:rule:{rule.pk}"),
+                idempotency_key=keyword_reply_key(batch_id=batch.pk, rule_id=rule.pk),
                 source=f"inbound:batch:{batch.pk}",
             )
             done.append(f"{rule.keyword}: answered with message {reply.pk}")

@@ -15,8 +15,8 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
-from evolution.client import EvolutionClient, EvolutionError
-from evolution.instances import paused_reason
+from evolution.client import EvolutionError
+from evolution.instances import instance_state, paused_reason
 
 # Under the 1 s a load balancer or the container healthcheck may allow, with room for the request itself: on a
 # busy 2-core machine routing, middleware and scheduling took 0.4 s on top of a 0.8 s budget (1.2 s in all).
@@ -43,12 +43,9 @@ def _broker() -> str:
 
 
 def _evolution() -> str:
-    # A client of its own with short timeouts: the sends' client waits up to EVOLUTION_TIMEOUT_SECONDS.
-    with EvolutionClient(
-        base_url=settings.EVOLUTION_API_URL, api_key=settings.EVOLUTION_API_KEY,
-        timeout=HEALTH_BUDGET_SECONDS, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-    ) as client:
-        state = client.connection_state(instance=settings.EVOLUTION_INSTANCE_NAME)
+    state = instance_state(
+        settings.EVOLUTION_INSTANCE_NAME, timeout=HEALTH_BUDGET_SECONDS, connect_timeout=CONNECT_TIMEOUT_SECONDS
+    )
     if state != "open":
         raise EvolutionError(f'instance "{settings.EVOLUTION_INSTANCE_NAME}" is {state}', kind="not_connected")
     return f'instance "{settings.EVOLUTION_INSTANCE_NAME}" is open'

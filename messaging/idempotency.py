@@ -19,6 +19,7 @@ from messaging.phones import phone_digits
 
 RESERVED_PREFIX = "console:"
 MAX_LENGTH = OutboundMessage._meta.get_field("idempotency_key").max_length
+BULK_REQUEST_KEY_MAX_LENGTH = MAX_LENGTH - 5  # room for each item's "#999" (bulk_item_key)
 
 
 class Key(NamedTuple):
@@ -77,6 +78,21 @@ def compose_key(form_token: str) -> Key:
     """The key of a message composed in the admin: a double-submitted form is one message. The token comes
     from the form, so it is hashed to a fixed length rather than trusted to fit."""
     return Key("", f"{RESERVED_PREFIX}compose:{hashlib.sha256(form_token.encode()).hexdigest()}")
+
+
+def bulk_item_key(request_key: Key, index: int) -> Key:
+    """The key of item ``index`` (from 0) of a keyed bulk request, "<key>#<index>": a repeat finds each item."""
+    return Key(request_key.scope, f"{request_key.value}#{index}")
+
+
+def campaign_message_key(*, run_id: int, contact_id: int) -> MessageKey:
+    """The key of a campaign run's message to one contact: a run prepared twice makes each message once."""
+    return MessageKey("campaign", f"run-{run_id}:{contact_id}")
+
+
+def keyword_reply_key(*, batch_id: int, rule_id: int) -> Key:
+    """The key of a keyword rule's answer to one batch of inbound messages: a batch handled twice answers once."""
+    return Key("", f"{RESERVED_PREFIX}inbound-batch:{batch_id}:rule:{rule_id}")
 
 
 def fingerprint(*, phone, text, instance, scheduled_at, expires_at=None, valid_for_seconds=None, callback_url=None) -> str:

@@ -93,13 +93,11 @@ def requeue_stuck_messages() -> dict[str, int]:
         counts[status] += published
 
     for message in OutboundMessage.objects.filter(status=MessageStatus.QUEUED, updated_at__lt=cutoff)[:STUCK_BATCH]:
-        if OutboundMessage.objects.filter(pk=message.pk, status=MessageStatus.QUEUED, updated_at__lt=cutoff).update(updated_at=now):
+        if OutboundMessage.objects.take_stuck_queued(message.pk, stuck_before=cutoff, now=now):
             counts["queued"] += tasks.publish_send(message)
 
     for message in OutboundMessage.objects.filter(status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff)[:STUCK_BATCH]:
-        if OutboundMessage.objects.filter(
-            pk=message.pk, status=MessageStatus.RETRYING, next_attempt_at__lt=cutoff
-        ).update(next_attempt_at=now, updated_at=now):
+        if OutboundMessage.objects.take_stuck_retrying(message.pk, stuck_before=cutoff, now=now):
             counts["retrying"] += tasks.publish_send(message)
 
     sending = list(OutboundMessage.objects.filter(status=MessageStatus.SENDING).order_by("updated_at")[:STUCK_BATCH])
@@ -127,12 +125,7 @@ def _republish_unpublished(now) -> dict[str, int]:
     marked = OutboundMessage.objects.filter(
         due, publish_failed_at__isnull=False, status__in=(MessageStatus.QUEUED, MessageStatus.RETRYING)
     ).order_by("publish_failed_at")[:STUCK_BATCH]
-    taken = [
-        message for message in marked
-        if OutboundMessage.objects.filter(
-            pk=message.pk, status=message.status, publish_failed_at=message.publish_failed_at
-        ).update(publish_failed_at=None, updated_at=now)
-    ]
+    taken = [message for message in marked if OutboundMessage.objects.take_unpublished(message, now=now)]
     return _publish_counted(taken)
 
 
@@ -142,12 +135,9 @@ def _republish_lost_tasks(now) -> dict[str, int]:
     if any(selectors.queue_depths().get(queue) != 0 for queue in SEND_QUEUES):  # a backlog, or no broker
         return {}
     stale = now - LOST_TASK_AFTER
-    lost = Q(status=MessageStatus.QUEUED, updated_at__lt=stale) & (
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale)
-    ) | Q(status=MessageStatus.RETRYING, next_attempt_at__lt=stale)
     taken = [
-        message for message in OutboundMessage.objects.filter(lost).order_by("updated_at")[:STUCK_BATCH]
-        if OutboundMessage.objects.filter(lost, pk=message.pk).update(updated_at=now)
+        message for message in OutboundMessage.objects.lost_tasks(stale=stale).order_by("updated_at")[:STUCK_BATCH]
+        if OutboundMessage.objects.take_lost_task(message.pk, stale=stale, now=now)
     ]
     return _publish_counted(taken)
 

@@ -351,6 +351,42 @@ class OutboundMessageQuerySet(models.QuerySet):
         released = self.filter(pk__in=due, status=MessageStatus.QUEUED).only("pk", "task_id", "instance", "priority")
         return [message for message in released if message.task_id == task_ids[message.pk]]
 
+    def take_stuck_queued(self, pk: int, *, stuck_before, now) -> bool:
+        """Queued and untouched since ``stuck_before`` (its task lost while others wait): True for the one sweep
+        that marks it touched now and so republishes it; conditional, so an overlapping sweep does not."""
+        return bool(self.filter(pk=pk, status=MessageStatus.QUEUED, updated_at__lt=stuck_before).update(updated_at=now))
+
+    def take_stuck_retrying(self, pk: int, *, stuck_before, now) -> bool:
+        """Retrying with its retry time before ``stuck_before`` (its task lost): True for the one sweep that moves
+        the retry time to now and so republishes it; conditional, so an overlapping sweep does not."""
+        return bool(
+            self.filter(pk=pk, status=MessageStatus.RETRYING, next_attempt_at__lt=stuck_before).update(
+                next_attempt_at=now, updated_at=now
+            )
+        )
+
+    def take_unpublished(self, message: "OutboundMessage", *, now) -> bool:
+        """Clear the failed-publish mark ``message`` was read with: True for the one sweep that clears it and so
+        republishes it; conditional on the mark and status read, so a newer mark or a claim in between wins."""
+        return bool(
+            self.filter(pk=message.pk, status=message.status, publish_failed_at=message.publish_failed_at).update(
+                publish_failed_at=None, updated_at=now
+            )
+        )
+
+    def lost_tasks(self, *, stale) -> "OutboundMessageQuerySet":
+        """Due rows nothing has touched since ``stale``: queued (and due) or retrying that long past its time."""
+        return self.filter(
+            Q(status=MessageStatus.QUEUED, updated_at__lt=stale)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale))
+            | Q(status=MessageStatus.RETRYING, next_attempt_at__lt=stale)
+        )
+
+    def take_lost_task(self, pk: int, *, stale, now) -> bool:
+        """True for the one sweep that marks a ``lost_tasks`` row touched now and so republishes it; conditional
+        on it still being lost, so a claim or an overlapping sweep in between wins."""
+        return bool(self.lost_tasks(stale=stale).filter(pk=pk).update(updated_at=now))
+
     def recover_interrupted(self, pk: int, *, stuck_before, give_up: bool, dead_attempt: int | None = None) -> bool:
         """Sending -> retrying (or failed, when no attempts are left) for a send whose worker vanished."""
         now = timezone.now()

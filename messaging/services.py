@@ -5,8 +5,6 @@ The API view, the admin, celery-beat and ``manage.py shell`` all call the same o
 enqueue after commit, claim before send) holds whoever asks. Beat's periodic work (due schedules, stuck work,
 retention) is in ``messaging/maintenance.py``; the send task and its publisher are in ``messaging/tasks.py``.
 """
-import functools
-import ipaddress
 import logging
 import random
 import re
@@ -19,11 +17,9 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -31,16 +27,17 @@ from config.overlap import Overlapped
 from evolution import instances, throttle
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
 from messaging import heartbeats, idempotency, metrics, tasks
+from messaging.callback_urls import clean_callback_url
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, Priority, SendAttempt
 from messaging.phones import normalize_phone
 from messaging.signals import announce_status, message_sent
+from messaging.storable import unstorable
 
 log = logging.getLogger("messaging")
 
 # Far enough for any reminder; near enough that a typo (year 9999) is caught instead of stored.
 MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 BULK_MAX_MESSAGES = 1000
-_NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 _CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1, but tab, LF and CR
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # what normalize_phone returns
 
@@ -74,7 +71,7 @@ def validate_message(
     for field, value in (("phone", phone), ("text", text), ("instance", instance)):
         if value is not None and not isinstance(value, str):
             errors[field] = ["Not a valid string."]
-        elif problem := _unstorable(value or ""):
+        elif problem := unstorable(value or ""):
             errors[field] = [problem]
     if "phone" not in errors and phone_is_normalized and _E164.fullmatch(phone or ""):
         cleaned["phone"] = phone
@@ -111,66 +108,13 @@ def validate_message(
                 errors["scheduled_at"] = [f"The send time must be within {MAX_SCHEDULE_AHEAD.days // 365} years."]
     cleaned["scheduled_at"] = scheduled_at
     cleaned["expires_at"] = _clean_expiry(errors, expires_at, valid_for_seconds, scheduled_at)
-    cleaned["callback_url"] = _clean_callback_url(errors, callback_url)
+    try:
+        cleaned["callback_url"] = clean_callback_url(callback_url)
+    except ValidationError as error:
+        errors.update(error.message_dict)
     if errors:
         raise ValidationError(errors)
     return cleaned
-
-
-CALLBACK_URL_MAX_LENGTH = 500  # OutboundMessage.callback_url
-
-
-def clean_callback_url(url) -> str:
-    """A callback_url as every entry point takes it (a message here, a campaign in campaigns/services.py):
-    http(s), at most 500 characters, not a private literal address; raises ValidationError on ``callback_url``."""
-    errors: dict = {}
-    cleaned = _clean_callback_url(errors, url)
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-def _clean_callback_url(errors: dict, url) -> str:
-    if url is None or url == "":
-        return ""
-    if not isinstance(url, str):
-        errors["callback_url"] = ["Not a valid string."]
-    elif len(url) > CALLBACK_URL_MAX_LENGTH:
-        errors["callback_url"] = [f"Ensure this field has no more than {CALLBACK_URL_MAX_LENGTH} characters."]
-    elif not _is_http_url(url):
-        errors["callback_url"] = ["Enter an http or https URL, e.g. https://example.com/whatsapp-status."]
-    elif not settings.CALLBACK_ALLOW_PRIVATE_NETWORKS and (host := _private_literal_host(url)):
-        errors["callback_url"] = [f"Enter a URL on a public address: {host} is not one."]
-    else:
-        return url
-    return ""
-
-
-@functools.lru_cache(maxsize=256)
-def _is_http_url(url: str) -> bool:
-    """Remembered: a campaign run checks its one callback_url for each of its messages (URLValidator: ~50 us)."""
-    try:
-        URLValidator(schemes=["http", "https"])(url)
-    except ValidationError:
-        return False
-    return True
-
-
-@functools.lru_cache(maxsize=256)
-def _private_literal_host(url: str) -> str | None:
-    """The URL's host when it is localhost or a literal IP address that is not public (loopback, private,
-    link-local, multicast...), else None. A name is not resolved here (a campaign checks its URL for each of its
-    messages); callbacks.addresses resolves it, and refuses a private answer, before each POST."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return host
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:127.0.0.1 is 127.0.0.1
-        ip = ip.ipv4_mapped
-    return None if ip.is_global and not ip.is_multicast else host  # 224.0.0.1 is "global" on Python 3.11
 
 
 def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> datetime | None:
@@ -206,14 +150,6 @@ def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> 
 def _has_visible_character(text: str) -> bool:
     # Zero-width spaces and joiners (Cf) and control characters show nothing: a text of only those is blank.
     return any(not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc") for ch in text)
-
-
-def _unstorable(value: str) -> str | None:
-    """PostgreSQL cannot store NUL, and lone surrogates are not UTF-8."""
-    found = _NUL_OR_SURROGATE.search(value)
-    if found is None:
-        return None
-    return "Null characters are not allowed." if found.group() == "\x00" else "Surrogate characters are not allowed."
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -823,26 +759,6 @@ def retry_failed(*, message_ids, created_by=None) -> ActionReport:
 def cancel_messages(*, message_ids) -> ActionReport:
     """Cancel each message that is not sending yet (``cancel_message``); report the rest with their status."""
     return _each(message_ids, lambda pk: cancel_message(message_id=pk))
-
-
-def cancel_messages_from(*, source: str) -> int:
-    """Cancel every message of ``source`` not sending yet (a cancelled campaign's run), in one UPDATE."""
-    cancelled = OutboundMessage.objects.cancel_waiting(source=source)
-    log.info("source=%s cancelled %s waiting messages", source, cancelled)
-    return cancelled
-
-
-def hold_messages_from(*, source: str) -> int:
-    """Hold every message of ``source`` not sending yet (a paused campaign's run): none is sent until
-    ``schedule_held_messages`` gives it a send time again. One being sent finishes."""
-    held = OutboundMessage.objects.hold_waiting(source=source)
-    log.info("source=%s held %s waiting messages", source, held)
-    return held
-
-
-def schedule_held_messages(*, times: dict[int, datetime]) -> int:
-    """Give held messages a send time again (``{message id: when}``); beat releases each when it comes."""
-    return OutboundMessage.objects.schedule_held(times)
 
 
 def send_messages_now(*, message_ids) -> ActionReport:

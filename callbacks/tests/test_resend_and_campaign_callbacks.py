@@ -6,10 +6,12 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 
 from access.models import ApiClient
 from callbacks.models import CallbackDelivery
 from callbacks.tests.test_callbacks import Endpoint, client_with_key
+from campaigns import services as campaigns
 from campaigns.models import Campaign
 from campaigns.tests.test_campaigns import messages_of, people, until
 from messaging.models import MessageStatus, OutboundMessage
@@ -84,6 +86,23 @@ def test_a_campaign_callback_url_must_be_http_and_is_for_api_clients_only(db, ap
     assert not Campaign.objects.exists()
     plain = api.post("/campaigns", body, format="json")
     assert plain.status_code == 201 and plain.json()["callback_url"] == ""
+
+
+@pytest.mark.parametrize("url", ["https://example.com/a\x00b", "https://example.com/\ud800"])
+def test_a_campaign_callback_url_postgresql_cannot_store_is_refused_naming_it_by_the_api_and_the_service(db, url):
+    api_client, row = client_with_key("campaign-tool")
+    row.user.groups.add(Group.objects.get(name="Operators"))
+    body = {"name": "Promo", "text": "Hola {name}", "recipients": people(1, start=4200), "draft": True}
+
+    # As a client sends it: JSON escapes (\u0000, \ud800), which the test client's own encoder would refuse.
+    refused = api_client.post("/campaigns", json.dumps({**body, "callback_url": url}), content_type="application/json")
+
+    assert refused.status_code == 400 and list(refused.json()["error"]["fields"]) == ["callback_url"]
+    assert not Campaign.objects.exists()
+    with pytest.raises(ValidationError) as refused_in_the_shell:  # the admin and the shell call the service directly
+        campaigns.create_campaign(name="Promo", text="Hola {name}", recipients=people(1, start=4200), callback_url=url)
+    assert list(refused_in_the_shell.value.message_dict) == ["callback_url"]
+    assert not Campaign.objects.exists()
 
 
 def test_a_campaign_callback_url_at_a_private_address_is_refused_before_its_messages_are_made(db, settings):

@@ -36,7 +36,7 @@ class CampaignCreateSerializer(serializers.Serializer):
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
     valid_for_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=315360000)
     draft = serializers.BooleanField(required=False, default=False, help_text="Store it without launching it.")
-    # Checked by create_campaign with the messages' own rule (messaging.services.clean_callback_url).
+    # Checked by create_campaign with the messages' own rule (messaging.callback_urls.clean_callback_url).
     callback_url = serializers.CharField(
         required=False, allow_blank=True,
         help_text="http(s) address each status change of every run's messages (sent, delivered, read, failed, "

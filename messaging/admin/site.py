@@ -11,7 +11,8 @@ admin.site.site_header = "WhatsApp messaging console"
 admin.site.site_title = "WhatsApp console"
 admin.site.index_title = "Operator console"
 
-CONSOLE_APPS = ("messaging",)  # the product; every other app is site administration or background machinery
+# The product, every app of this project; the rest (accounts, tokens, Celery, lockouts) is administration below it.
+CONSOLE_APPS = ("messaging", "campaigns", "inbound", "callbacks", "access")
 # After the console: who may sign in, then the machinery's records.
 ADMINISTRATION_ORDER = ("auth", "authtoken", "django_celery_results", "django_celery_beat")
 

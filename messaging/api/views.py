@@ -183,7 +183,7 @@ class MessageBulkCreateView(APIView):
             raise ValidationError({"messages": [f"Send at most {services.BULK_MAX_MESSAGES} messages per request."]})
         request_key = idempotency.clean_key(
             request.headers.get("Idempotency-Key"), owner=request.user, field="Idempotency-Key",
-            max_length=idempotency.MAX_LENGTH - 5,  # room for each item's "#999"
+            max_length=idempotency.BULK_REQUEST_KEY_MAX_LENGTH,
         )
         log.info("POST /messages/bulk received user=%s items=%s idempotency_key=%s", request.user.pk, len(raw_items), request_key)
         shaped = [read_bulk_item(raw) for raw in raw_items]
@@ -191,7 +191,7 @@ class MessageBulkCreateView(APIView):
         for index, (values, errors) in enumerate(shaped):
             if errors is None:
                 if request_key:  # item n of a keyed request is "key#n": a repeat finds each one
-                    values["idempotency_key"] = idempotency.Key(request_key.scope, f"{request_key.value}#{index}")
+                    values["idempotency_key"] = idempotency.bulk_item_key(request_key, index)
                 valid.append(values)
         if any(values.get("scheduled_at") is not None for values in valid):
             require_schedule_permission(request.user)

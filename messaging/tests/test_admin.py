@@ -1,9 +1,11 @@
 """The operator console, through the admin's real views: what an operator sees and what each action does."""
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from celery import current_app
+from django.apps import apps as django_apps
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -11,6 +13,7 @@ from config.celery import TRANSACTIONAL_QUEUE
 from messaging import idempotency, services, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage
 from messaging.paginators import EstimatedCountPaginator
+from tests_support import ROOT
 from messaging.tests.admin_fixtures import (  # noqa: F401  (fixtures)
     CHANGELIST,
     DASHBOARD,
@@ -456,6 +459,14 @@ def test_a_superuser_meets_the_console_first_and_the_machinery_below(admin_clien
     # the sidebar of every other page, in the same order
     sidebar = [app["app_label"] for app in admin_client.get(CHANGELIST).context["available_apps"]]
     assert sidebar == apps
+    # Every app of this project (campaigns, replies, callbacks, API access...) is the console, above the heading;
+    # only what Django and the libraries bring (accounts, tokens, Celery's records, lockouts) is below it.
+    ours = {config.label for config in django_apps.get_app_configs() if Path(config.path).parent == ROOT}
+    listed = index.context["app_list"]
+    assert {"messaging", "campaigns", "inbound", "callbacks", "access"} <= ours & set(apps)
+    assert [app["app_label"] in ours for app in listed] == sorted((app["app_label"] in ours for app in listed), reverse=True)
+    heading = body.index('<h2 class="app-group-heading">Administration</h2>')
+    assert all(body.index(f'class="app-{app["app_label"]} ') < heading for app in listed if app["app_label"] in ours)
 
 
 def test_attempt_outcomes_used_as_failed_by_the_filter_are_the_failures():

@@ -312,6 +312,8 @@ def test_a_task_reads_its_messages_state_in_celerys_words(api, sandbox_settings,
         ({"phone": "+5511987654321", "text": "hi\x00"}, "text"),
         ({"phone": "+5511987654321", "text": "hi \ud800"}, "text"),
         ({"phone": "+5511987654321", "text": "hi", "instance": "con\x00sole"}, "instance"),
+        ({"phone": "+5511987654321", "text": "hi", "callback_url": "https://example.com/a\x00b"}, "callback_url"),
+        ({"phone": "+5511987654321", "text": "hi", "callback_url": "https://example.com/\ud800"}, "callback_url"),
     ],
 )
 def test_the_service_refuses_what_postgresql_cannot_store_whoever_calls_it(sandbox_settings, values, field):

@@ -2,8 +2,10 @@
 import json
 
 import pytest
+from rest_framework.test import APIClient
 
 from tests_support import wait_for
+from access.models import ApiClient
 from config.celery import BULK_QUEUE, MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import idempotency, services
 from messaging.models import AttemptOutcome, FINAL_STATUSES, MessageStatus, OutboundMessage
@@ -134,11 +136,18 @@ def test_a_full_batch_of_the_longest_texts_is_accepted(api, sandbox_settings):
         ({"phone": "+55 11 98765-4322", "message": "a\ud800b"}, "message"),
         ({"phone": "+55 11 98765-4322", "message": "hi", "scheduled_at": "2030-01-01T10:00:00+23:59"}, None),
         ({"phone": "+55 11 98765-4322", "message": "hi", "scheduled_at": "9999-12-31T23:59:59-14:00"}, "scheduled_at"),
+        ({"phone": "+55 11 98765-4322", "message": "hi", "callback_url": "https://example.com/a\x00b"}, "callback_url"),
+        ({"phone": "+55 11 98765-4322", "message": "hi", "callback_url": "https://example.com/\ud800"}, "callback_url"),
     ],
 )
 @pytest.mark.django_db
 def test_text_and_times_postgresql_cannot_store_are_rejected_per_item_not_a_server_error(api, sandbox_settings, bad_item, field):
-    response = post_bulk(api, [{"phone": "+55 11 98765-4321", "message": "fine"}, bad_item])
+    caller = api
+    if "callback_url" in bad_item:  # callbacks are signed with an API client's secret: only a client may ask for them
+        _, key = ApiClient.objects.create_client(name="shop")
+        caller = APIClient()
+        caller.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = post_bulk(caller, [{"phone": "+55 11 98765-4321", "message": "fine"}, bad_item])
     assert response.status_code == 202, response.content[:300]
     results = response.json()["results"]
     assert "id" in results[0]
