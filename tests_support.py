@@ -1,5 +1,5 @@
-"""What the tests and the benchmarks share: the sandbox control client, `wait_for`, `free_port` and the URL of
-the test database.
+"""What the tests and the benchmarks share: the sandbox control client, `wait_for`, `free_port`, the URL of the
+test database, and `take_waiting_tasks` (what a queue holds).
 
 The Evolution sandbox runs two ways in the tests, and one client drives both through its /_sandbox endpoints:
 - `start_sandbox_process()`: `manage.py evolution_sandbox` in a subprocess, as users start it (the root
@@ -151,3 +151,18 @@ def database_url_of_the_test_database() -> str:
     db = connection.settings_dict
     credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def take_waiting_tasks(queue_name: str) -> list[tuple[dict, object]]:
+    """Take every task waiting in a queue of the console's broker: (its headers, its one argument) each."""
+    import json
+
+    from config.celery import app
+
+    taken = []
+    with app.connection_for_write() as connection:
+        queue = app.amqp.queues[queue_name].bind(connection.default_channel)
+        queue.declare()
+        while (task := queue.get(no_ack=True)) is not None:
+            taken.append((task.headers, json.loads(task.body)[0][0]))
+    return taken

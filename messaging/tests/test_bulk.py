@@ -4,7 +4,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from tests_support import wait_for
+from tests_support import take_waiting_tasks, wait_for
 from access.models import ApiClient
 from config.celery import BULK_QUEUE, MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import idempotency, services
@@ -162,13 +162,7 @@ def test_text_and_times_postgresql_cannot_store_are_rejected_per_item_not_a_serv
 
 def published_send_tasks(queue_name=BULK_QUEUE) -> list[tuple[str, int]]:
     """Take every task waiting in a send queue (bulk requests go to the bulk one): (task id, message id) each."""
-    taken = []
-    with app.connection_for_write() as connection:
-        queue = app.amqp.queues[queue_name].bind(connection.default_channel)
-        queue.declare()
-        while (task := queue.get(no_ack=True)) is not None:
-            taken.append((task.headers["id"], json.loads(task.body)[0][0]))
-    return taken
+    return [(headers["id"], argument) for headers, argument in take_waiting_tasks(queue_name)]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,5 @@
 """Bulk messages of one instance travel in batches (send_bulk_messages): one Celery task sends several, and each
 message still gets its own claim, attempt rows and final state."""
-import json
 import logging
 
 import pytest
@@ -8,18 +7,12 @@ import pytest
 from config.celery import BULK_QUEUE, TRANSACTIONAL_QUEUE, app
 from messaging import services, tasks
 from messaging.models import AttemptOutcome, MessageStatus, OutboundMessage, SendAttempt
-from tests_support import wait_for
+from tests_support import take_waiting_tasks, wait_for
 
 
 def waiting_tasks(queue_name: str) -> list[tuple[str, object]]:
     """Take every task waiting in a queue: (task name, its one argument) each."""
-    taken = []
-    with app.connection_for_write() as connection:
-        queue = app.amqp.queues[queue_name].bind(connection.default_channel)
-        queue.declare()
-        while (task := queue.get(no_ack=True)) is not None:
-            taken.append((task.headers["task"], json.loads(task.body)[0][0]))
-    return taken
+    return [(headers["task"], argument) for headers, argument in take_waiting_tasks(queue_name)]
 
 
 def bulk_items(count: int, *, instance: str = "console", ending=None) -> list[dict]:
