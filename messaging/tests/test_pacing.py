@@ -33,6 +33,24 @@ def test_a_rate_it_cannot_read_stops_the_console_at_start(settings, text):
     assert [problem.id for problem in check_rates()] == ["evolution.E001"]
 
 
+def test_jitter_spreads_the_paced_slots_by_up_to_its_seconds_on_top_of_the_rate(settings):
+    settings.EVOLUTION_RATE_LIMIT = "10/s"  # slots 0.1 s apart
+    settings.EVOLUTION_SEND_JITTER_SECONDS = 0.4
+    settings.PACING_KEY_PREFIX = f"test:pacing:jitter:{time.monotonic_ns()}"
+    slots = []  # when each reserved slot starts, on this process's clock
+    while len(slots) < 12:
+        asked_at = time.monotonic()
+        slot = throttle.reserve("console", bulk=False)
+        if not slot.reserved:  # further ahead than a send may be held: let the earlier slots pass
+            time.sleep(0.2)
+            continue
+        slots.append(asked_at + slot.wait)
+
+    gaps = [later - earlier for earlier, later in zip(slots, slots[1:])]
+    assert all(0.1 - 0.01 <= gap <= 0.5 + 0.01 for gap in gaps), gaps
+    assert max(gaps) - min(gaps) > 0.1  # not one fixed gap: the pace does not look machine-made
+
+
 def test_a_paced_instance_sends_at_its_rate_without_spending_attempts_and_others_are_not_slowed(
     celery_worker, evolution_sandbox, settings
 ):
