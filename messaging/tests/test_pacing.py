@@ -36,7 +36,7 @@ def test_a_rate_it_cannot_read_stops_the_console_at_start(settings, text):
 def test_jitter_spreads_the_paced_slots_by_up_to_its_seconds_on_top_of_the_rate(settings):
     settings.EVOLUTION_RATE_LIMIT = "10/s"  # slots 0.1 s apart
     settings.EVOLUTION_SEND_JITTER_SECONDS = 0.4
-    settings.PACING_KEY_PREFIX = f"test:pacing:jitter:{time.monotonic_ns()}"
+    settings.PACING_KEY_PREFIX = f"{settings.PACING_KEY_PREFIX}:jitter:{time.monotonic_ns()}"  # a pace of its own
     slots = []  # when each reserved slot starts, on this process's clock
     while len(slots) < 12:
         asked_at = time.monotonic()
