@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
-
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from config.celery import BULK_QUEUE, QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
 from evolution import instances
@@ -66,7 +65,12 @@ def send_bulk_messages(self, message_ids: list[int]) -> None:
         if index and time.monotonic() - started > BATCH_TIME_BUDGET_SECONDS:
             log.info("messages=%s handed back to the queue after %.1fs of batch %s", message_ids[index:],
                      time.monotonic() - started, self.request.id)
-            _publish([(send_bulk_messages, message_ids[index:], str(uuid.uuid4()), queue)])
+            rest = message_ids[index:]
+            try:
+                _publish([(send_bulk_messages, rest, str(uuid.uuid4()), queue)])
+            except Exception:
+                log.exception("messages=%s could not be handed back to the queue; the stuck-work sweeper will", rest)
+                _remember_unpublished(rest)
             return
         try:
             outcome = services.send_message(message_id=message_id, task_id=self.request.id or "")
@@ -87,7 +91,7 @@ def _send_later(message_id: int, outcome: services.SendOutcome, *, queue_name: s
         )
     except Exception:
         log.exception("message=%s could not be queued for its next try; the stuck-work sweeper will", message_id)
-        OutboundMessage.objects.mark_unpublished([message_id])
+        _remember_unpublished([message_id])
 
 
 @shared_task(name="dispatch_due_messages")
@@ -149,35 +153,36 @@ def publish_sends(messages: Sequence[OutboundMessage]) -> int:
         _publish(sends)
     except Exception:
         log.exception("messages=%s enqueue failed; the stuck-work sweeper will retry", id_ranges(messages))
-        _remember_unpublished(messages)
+        _remember_unpublished([message.pk for message in messages])
         return 0
-    published = len(messages)
     if len(messages) == 1:
         log.info("message=%s task=%s enqueued queue=%s", messages[0].pk, messages[0].task_id,
                  QUEUE_OF_PRIORITY[messages[0].priority])
     else:
         log.info("messages=%s enqueued queues=%s count=%s tasks=%s", id_ranges(messages),
                  ",".join(sorted({QUEUE_OF_PRIORITY[m.priority] for m in messages})), len(messages), len(sends))
-    return published
+    return len(messages)
 
 
 def _send_tasks(messages: Sequence[OutboundMessage]) -> list[tuple]:
     """(task, argument, task id, queue name) for each task that sends these messages."""
     size = settings.MESSAGING_BULK_BATCH_SIZE
-    sends, bulk_of_instance = [], {}
+    singles, bulk_of_instance = [], {}
     for message in messages:
-        if message.priority == Priority.BULK and size > 1:
+        if message.priority == Priority.BULK:
             bulk_of_instance.setdefault(message.instance, []).append(message)
         else:
-            sends.append((send_transactional_message, message.pk, message.task_id, QUEUE_OF_PRIORITY[message.priority]))
+            singles.append(message)
+    sends = []
     for bulk in bulk_of_instance.values():
         for start in range(0, len(bulk), size):
             batch = bulk[start:start + size]
-            if len(batch) == 1:
-                sends.append((send_transactional_message, batch[0].pk, batch[0].task_id, BULK_QUEUE))
+            if len(batch) == 1:  # alone, it is sent like any single message (to its priority's queue)
+                singles.append(batch[0])
             else:
                 sends.append((send_bulk_messages, [message.pk for message in batch], str(uuid.uuid4()), BULK_QUEUE))
-    return sends
+    return [(send_transactional_message, message.pk, message.task_id, QUEUE_OF_PRIORITY[message.priority])
+            for message in singles] + sends
 
 
 def _publish(sends: Sequence[tuple]) -> None:
@@ -196,13 +201,13 @@ def _publish(sends: Sequence[tuple]) -> None:
                 publish_by_id(producer, task, argument, task_id=task_id, queue=queue, declare=declared[name])
 
 
-def _remember_unpublished(messages: Sequence[OutboundMessage]) -> None:
+def _remember_unpublished(message_ids: Sequence[int]) -> None:
     # The row records that its task never reached the broker, so the next sweep (every
     # MESSAGING_SWEEP_INTERVAL_SECONDS) publishes it as soon as the broker answers, not after the stuck cutoff.
     try:
-        OutboundMessage.objects.mark_unpublished([message.pk for message in messages])
+        OutboundMessage.objects.mark_unpublished(list(message_ids))
     except Exception:  # the database may be what failed; the stuck cutoff still covers these rows
-        log.exception("messages=%s could not be marked unpublished", id_ranges(messages))
+        log.exception("messages=%s could not be marked unpublished", list(message_ids))
 
 
 def id_ranges(messages: Sequence[OutboundMessage]) -> str:

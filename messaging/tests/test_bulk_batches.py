@@ -96,6 +96,36 @@ def test_a_batch_that_runs_past_its_time_budget_hands_the_rest_back_to_the_queue
     assert len(evolution_sandbox.sent_messages()) == 10
 
 
+def test_a_batch_whose_hand_back_cannot_reach_the_broker_leaves_the_rest_to_the_sweep_at_once(
+    celery_worker, evolution_sandbox, monkeypatch
+):
+    from messaging import maintenance
+
+    monkeypatch.setattr(tasks, "BATCH_TIME_BUDGET_SECONDS", 0.2)
+    evolution_sandbox.set_latency(100)
+    publish, failed = tasks._publish, []
+
+    def broker_gone_for_the_hand_back(sends):
+        handing_back = len(sends) == 1 and sends[0][0] is tasks.send_bulk_messages and len(sends[0][1]) < 10
+        if handing_back and not failed:  # the first hand-back only, not the batch's own publish
+            failed.append(sends[0][1])
+            raise ConnectionError("broker unreachable")
+        return publish(sends)
+
+    monkeypatch.setattr(tasks, "_publish", broker_gone_for_the_hand_back)
+    ids = [result.message.pk for result in services.accept_messages(items=bulk_items(10))]
+    wait_for(lambda: failed, timeout=20, what="the hand-back")
+    rest = failed[0]
+    wait_for(lambda: OutboundMessage.objects.filter(pk__in=rest, publish_failed_at__isnull=False).count() == len(rest),
+             timeout=10, what="the rest marked unpublished")
+
+    assert maintenance.requeue_stuck_messages()["queued"] == len(rest)  # at once, not after the stuck cutoff
+    wait_for(lambda: OutboundMessage.objects.filter(pk__in=ids, status=MessageStatus.SENT).count() == 10,
+             timeout=30, what="every message of the batch sent")
+    assert SendAttempt.objects.filter(message_id__in=ids).count() == 10
+    assert len(evolution_sandbox.sent_messages()) == 10
+
+
 def test_a_message_cancelled_while_its_batch_runs_is_skipped_and_the_rest_go(celery_worker, evolution_sandbox):
     evolution_sandbox.set_latency(300)  # the batch reaches its fifth message about a second after it starts
     results = services.accept_messages(items=bulk_items(5))
