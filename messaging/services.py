@@ -413,7 +413,7 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
         # timeout Evolution is slow, and asking it would wait again.)
         if error.retryable and error.kind != "timeout" and instances.pause_if_disconnected(message.instance):
             return _record_paused(message, attempt, error, still_unknown=still_unknown)
-        last_try = not (error.retryable and _counted(message, attempt) <= settings.MESSAGING_MAX_RETRIES)
+        last_try = not (error.retryable and message.counted_attempts <= settings.MESSAGING_MAX_RETRIES)
         if last_try and error.maybe_sent:
             # Before giving up for good, ask once more: a timed-out last try may have gone out, and a "failed"
             # message invites an operator to resend it.
@@ -571,11 +571,6 @@ def retry_delay(attempt: int, error: EvolutionError | None = None) -> float:
     return min(delay, cap)
 
 
-def _counted(message: OutboundMessage, attempt: SendAttempt) -> int:
-    """This attempt's number within the retry budget: the ones before it that a pause excused do not count."""
-    return attempt.number - message.uncounted_attempts
-
-
 def _record_paused(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
     """The attempt failed because its instance is disconnected (now paused): keep the attempt as the trace (with
     its maybe_sent, so the next try asks findMessages first), count it out of the retry budget, and put the message
@@ -608,7 +603,7 @@ def _record_paused(message, attempt, error: EvolutionError, *, still_unknown: bo
 
 def _record_failure(message, attempt, error: EvolutionError, *, still_unknown: bool) -> SendOutcome:
     now = timezone.now()
-    counted = _counted(message, attempt)
+    counted = message.counted_attempts  # the claim counted this attempt; a pause's excused ones are not in it
     retry = error.retryable and counted <= settings.MESSAGING_MAX_RETRIES
     delay = retry_delay(counted, error)
     with transaction.atomic():
