@@ -64,17 +64,6 @@ def _kombu_keys(redis, url: str) -> set[bytes]:
         return set(store.scan_iter(match="_kombu.*"))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_message_allowance_used_by_a_previous_run():
-    """API_MESSAGE_RATE's buckets are kept by user id for up to a minute, and a new test database gives its users
-    the previous run's ids: start each run with full buckets."""
-    from django.core.cache import cache
-
-    client = cache._cache.get_client(write=True)
-    for key in client.scan_iter(match=cache.make_key("throttle:messages:*")):
-        client.delete(key)
-
-
 @pytest.fixture(scope="session")
 def evolution_sandbox():
     """The Evolution sandbox started the way users start it (`manage.py evolution_sandbox`), on 127.0.0.1, for the

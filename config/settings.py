@@ -240,10 +240,10 @@ MESSAGING_SWEEP_INTERVAL_SECONDS = float(os.environ.get("MESSAGING_SWEEP_INTERVA
 # Each worker process's heartbeat in Redis lives this long and is renewed every quarter of it: a send whose worker
 # has had no heartbeat for this long is taken over (messaging/heartbeats.py).
 MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS = float(os.environ.get("MESSAGING_WORKER_HEARTBEAT_TTL_SECONDS") or 20)
-# Beat deletes attempts, and sent/failed/cancelled messages, older than this once a day; 0 keeps everything.
 # Bulk messages of one instance sent per task run (messaging/tasks.py, send_bulk_messages): Celery's own work per
 # task was most of a worker's CPU per send. 1 gives every bulk message a task of its own.
 MESSAGING_BULK_BATCH_SIZE = int(os.environ.get("MESSAGING_BULK_BATCH_SIZE") or 10)
+# Beat deletes attempts, and sent/failed/cancelled messages, older than this once a day; 0 keeps everything.
 MESSAGING_RETENTION_DAYS = int(os.environ.get("MESSAGING_RETENTION_DAYS") or 90)
 # A send must always end before the sweeper may take it for dead, or the message could go out twice.
 if MESSAGING_STUCK_AFTER_SECONDS <= 4 * (EVOLUTION_TIMEOUT_SECONDS + EVOLUTION_CONNECT_TIMEOUT_SECONDS):

@@ -355,8 +355,9 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     @admin.action(description="Run the stuck-work sweep now (all stuck messages, whatever is selected)",
                   permissions=["requeue"])
     def run_stuck_sweep(self, request, queryset=None):
-        # The sweep beat runs every MESSAGING_SWEEP_INTERVAL_SECONDS, now: it takes every stuck row, not a selection (a stuck row is one
-        # nobody is working on, wherever it is in the list). Also a button above the list, which needs no selection.
+        # The sweep beat runs every MESSAGING_SWEEP_INTERVAL_SECONDS, now: it takes every stuck row, not a selection
+        # (a stuck row is one nobody is working on, wherever it is in the list). Also a button above the list, which
+        # needs no selection.
         counts = maintenance.requeue_stuck_messages()
         self.message_user(request, sweep_sentence(counts), messages.SUCCESS if any(counts.values()) else messages.INFO)
 
