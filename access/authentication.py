@@ -1,7 +1,10 @@
-"""``Authorization: Bearer wac_...`` (or ``Token wac_...``): an API client's key."""
+"""``Authorization: Bearer wac_...`` (or ``Token wac_...``): an API client's key; ``Token ...``: a person's DRF token."""
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework.authtoken.models import Token
 
+from access import lookups
 from access.models import KEY_PREFIX, ApiClient
 
 
@@ -22,6 +25,18 @@ class ApiClientAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """A person's DRF token (``Authorization: Token ...``), read with the key's statement made once (lookups.py)."""
+
+    def authenticate_credentials(self, key):
+        token = lookups.with_user(Token, "key", key)
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return token.user, token
 
 
 class ApiClientAuthenticationScheme(OpenApiAuthenticationExtension):

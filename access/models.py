@@ -15,6 +15,8 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from access import lookups
+
 KEY_PREFIX = "wac_"  # "WhatsApp console": tells a client key from a person's DRF token at a glance
 CLIENT_ROLE = "API clients"
 
@@ -43,7 +45,7 @@ class ApiClientQuerySet(models.QuerySet):
         if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
             return None
         lookup = key[len(KEY_PREFIX):].split("_", 1)[0]
-        client = self.select_related("user").filter(lookup=lookup).first()
+        client = lookups.with_user(self.model, "lookup", lookup)
         if client is None or not secrets.compare_digest(client.key_digest, digest(key)):
             return None
         return client

@@ -165,7 +165,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # API clients' keys (access/), then people's: a DRF token, or the admin session in the browsable API.
         "access.authentication.ApiClientAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "access.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

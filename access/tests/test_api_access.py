@@ -203,6 +203,44 @@ def test_a_revoked_client_key_is_refused(sandbox_settings):
     assert OutboundMessage.objects.count() == 1
 
 
+def test_a_deleted_token_or_a_deactivated_person_is_refused_on_the_next_request(sandbox_settings):
+    operator = person("operator", roles=["Operators"])
+    api = with_token(operator)
+    assert post(api, "/messages", MESSAGE).status_code == 202
+
+    operator.is_active = False
+    operator.save(update_fields=["is_active"])
+    assert post(api, "/messages", MESSAGE).status_code == 401
+
+    operator.is_active = True
+    operator.save(update_fields=["is_active"])
+    assert post(api, "/messages", MESSAGE).status_code == 202
+    Token.objects.filter(user=operator).delete()
+    refused = post(api, "/messages", MESSAGE)
+    assert (refused.status_code, refused.json()["success"]) == (401, False)
+    assert OutboundMessage.objects.count() == 2
+
+
+def test_a_key_is_read_with_its_user_as_the_orm_reads_them(sandbox_settings):
+    from access import lookups
+
+    operator = person("operator", roles=["Operators"])
+    token = Token.objects.create(user=operator)
+    _, row = machine("shop")
+
+    for model, column, value, expected in [
+        (Token, "key", token.key, Token.objects.select_related("user").get(key=token.key)),
+        (ApiClient, "lookup", row.lookup, ApiClient.objects.select_related("user").get(lookup=row.lookup)),
+    ]:
+        found = lookups.with_user(model, column, value)
+        assert [getattr(found, f.attname) for f in model._meta.concrete_fields] == [
+            getattr(expected, f.attname) for f in model._meta.concrete_fields]
+        assert [getattr(found.user, f.attname) for f in found.user._meta.concrete_fields] == [
+            getattr(expected.user, f.attname) for f in expected.user._meta.concrete_fields]
+        assert not found._state.adding and not found.user._state.adding
+    assert lookups.with_user(Token, "key", "no-such-key") is None
+
+
 def test_a_forged_key_is_refused(sandbox_settings):
     _, row = machine("shop")
     forged = APIClient()
