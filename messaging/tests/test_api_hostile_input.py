@@ -77,3 +77,15 @@ def test_every_error_is_the_envelope(api, sandbox_settings, method, path):
     assert 400 <= response.status_code < 500
     assert response["Content-Type"] == "application/json"
     assert response.json()["success"] is False
+
+
+@pytest.mark.parametrize("body, fields", [
+    ("null", ["non_field_errors"]), ("[]", ["non_field_errors"]), ('["+5511987654321", "hi"]', ["non_field_errors"]),
+    ('"+5511987654321"', ["non_field_errors"]), ("42", ["non_field_errors"]), ("{}", ["phone", "message"]),
+])
+def test_a_body_that_is_not_a_message_object_is_a_400_naming_what_is_missing(api, sandbox_settings, body, fields):
+    response = post_raw(api, "/messages", body)
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+    assert list(response.json()["error"]["fields"]) == fields
+    assert OutboundMessage.objects.count() == 0
