@@ -278,6 +278,14 @@ def test_a_number_typed_without_its_country_code_is_refused_not_sent_abroad(api,
     assert OutboundMessage.objects.count() == 0
 
 
+@pytest.mark.parametrize("phone", ["+55 11 987", "+55 11 98765-43210123"])
+def test_a_number_too_short_or_too_long_for_its_country_is_refused_as_not_possible(api, sandbox_settings, phone):
+    response = post(api, {"phone": phone, "message": "hi"})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["phone"] == ["This is not a possible phone number for its country."]
+    assert OutboundMessage.objects.count() == 0
+
+
 def test_with_a_default_region_a_number_without_country_code_is_read_there(api, sandbox_settings):
     sandbox_settings.MESSAGING_DEFAULT_REGION = "BR"
     response = post(api, {"phone": "11 98765-4321", "message": "hi"})
