@@ -11,16 +11,10 @@ bind = "0.0.0.0:8000"
 workers = settings.WEB_CONCURRENCY
 # Threads, not sync workers: a sync worker belongs to one connection until its request is complete, so five clients
 # that connect and never finish a request stopped the whole web tier. A gthread worker parks a silent connection in
-# its poller and serves the others with its WEB_THREADS threads.
-worker_class = "gthread"
+# its poller and serves the others with its WEB_THREADS threads; ThreadWorker (below) accepts only while one of
+# them is free.
+worker_class = "config.gunicorn.ThreadWorker"
 threads = settings.WEB_THREADS
-# A request whose headers never finish holds its thread for as long as the client keeps the socket open. With
-# gunicorn's default of 1,000 connections per worker, one worker accepted a burst of 50 such sockets and queued
-# /health behind them. With one connection per thread a worker stops accepting while its threads are all taken, so
-# other workers (and the kernel's backlog) take the rest: WEB_CONCURRENCY x WEB_THREADS half-sent sockets are the
-# limit, and a buffering proxy in front (README, Security) removes it. gunicorn warns at start that no keep-alive
-# connections can be handled: they still are, each counted as one of the worker's connections.
-worker_connections = threads
 # How long a new connection may hold a thread waiting for its first byte before it waits in the poller instead
 # (gunicorn's default, 5 s, let a burst of silent connections take every thread of a worker). Checked by the tests.
 gthread.DEFAULT_WORKER_DATA_TIMEOUT = 0.2
@@ -46,3 +40,37 @@ if settings.LOG_FORMAT == "json":
             "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         },
     }
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's gthread worker that accepts a new connection only while one of its threads is free.
+
+    A request whose headers never finish holds its thread for as long as the client keeps the socket open. With
+    gunicorn's own rule (up to ``worker_connections``, 1,000, per process) one process accepted a burst of 50 such
+    sockets and queued /health behind them. Here a process whose threads are all taken stops accepting, and the
+    other processes (and the kernel's backlog) take the rest: WEB_CONCURRENCY x WEB_THREADS half-sent sockets are
+    the limit, and a buffering proxy in front (README, Security) removes it. Connections kept alive between two
+    requests wait in the poller and hold no thread, so they do not count: keep-alive stays on. (Capping
+    ``worker_connections`` at ``threads``, as this file did before, did the same for slow clients but left gunicorn
+    no room for an idle connection, so it closed every connection after one request.)
+
+    Every method here runs on the worker's main thread (the poller's), as gunicorn's own bookkeeping does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.in_threads = 0  # connections handed to the thread pool and not finished yet
+
+    def enqueue_req(self, conn):
+        self.in_threads += 1
+        super().enqueue_req(conn)
+        if self.in_threads >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn, fs):
+        self.in_threads -= 1
+        super().finish_request(conn, fs)  # (may hand the connection to a thread again: enqueue_req counts it)
+
+    def set_accept_enabled(self, enabled):
+        # gunicorn's loop turns accepting back on whenever it holds fewer than worker_connections
+        super().set_accept_enabled(enabled and self.in_threads < self.cfg.threads)

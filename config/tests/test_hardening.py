@@ -1,5 +1,6 @@
 """Production hardening, tried the way an attacker would: idle sockets against the production server command, a
 start with no secret key, proxied /metrics scrapes, /health probes, and the headers every answer carries."""
+import http.client
 import os
 import socket
 import subprocess
@@ -76,6 +77,36 @@ def test_fifty_clients_that_never_finish_a_request_do_not_stop_the_web_server(tm
     finally:
         for client in idle:
             client.close()
+        running.stop_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_production_server_keeps_a_clients_connection_for_its_next_request(tmp_path, evolution_sandbox):
+    # An API client (or a proxy that keeps upstream connections) sends request after request on one connection;
+    # a server that closes it after each answer costs both sides a new TCP connection per request.
+    env = production_env(tmp_path, EVOLUTION_API_URL=evolution_sandbox.url, EVOLUTION_API_KEY=evolution_sandbox.api_key,
+                         EVOLUTION_INSTANCE_NAME=evolution_sandbox.instance)
+    env.pop("WEB_CONCURRENCY", None)
+    env.pop("WEB_THREADS", None)
+    running = Processes(tmp_path, env)
+    port = free_port()
+    try:
+        running.start("web", [*dockerfile_cmd(), "--bind", f"127.0.0.1:{port}"])
+        assert wait_for(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=60, interval=0.3), running.output("web")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(3):
+            connection.request("GET", "/health")
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status in (200, 503)
+            assert answer.getheader("Connection", "").lower() != "close"
+        assert connection.sock is not None  # still the first connection: http.client opens a new one only when closed
+        local_port = connection.sock.getsockname()[1]
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        assert connection.sock.getsockname()[1] == local_port
+        connection.close()
+    finally:
         running.stop_all()
 
 
