@@ -351,7 +351,7 @@ def test_find_sent_message_also_looks_under_the_jid_evolution_rewrites_the_numbe
     assert jids == ["5531987651234@s.whatsapp.net", "553187651234@s.whatsapp.net"]
 
 
-# --- the shared client -----------------------------------------------------------------------------------------
+# --- one client per thread ---------------------------------------------------------------------------------------
 
 
 def test_get_client_gives_each_thread_one_client_of_its_own_even_when_threads_race(settings):
