@@ -10,7 +10,7 @@ from messaging.signals import message_sent, retention_due
 def apply_early_receipts(sender, *, message_id, instance, evolution_message_id, **kwargs):
     """A receipt can arrive before the send saved the message's WhatsApp id (Evolution posts it while the HTTP
     answer is still on its way); it was kept, and is applied now."""
-    services.apply_receipts(instance=instance, evolution_message_id=evolution_message_id)
+    services.apply_early_receipts(instance=instance, evolution_message_id=evolution_message_id)
 
 
 @receiver(retention_due, dispatch_uid="inbound.purge_old_records")

@@ -391,7 +391,7 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
             return SendOutcome(message_id=message_id, status=MessageStatus.EXPIRED)
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
-    client = get_client()  # before the pace's spacing check: a process's first send builds the client
+    client = get_client()  # before the pace's spacing check: a thread's first send builds its client
     hold = _hold(message, paced_until)
     if hold is not None:
         return hold

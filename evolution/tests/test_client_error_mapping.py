@@ -3,6 +3,7 @@
 Narrow unit tests with respx standing in for the server; the same behaviour against a real HTTP server is
 in test_sandbox_contract.py.
 """
+import gc
 import json
 import pickle
 import threading
@@ -350,24 +351,38 @@ def test_find_sent_message_also_looks_under_the_jid_evolution_rewrites_the_numbe
     assert jids == ["5531987651234@s.whatsapp.net", "553187651234@s.whatsapp.net"]
 
 
-# --- the shared client -----------------------------------------------------------------------------------------
+# --- one client per thread ---------------------------------------------------------------------------------------
 
 
-def test_get_client_builds_one_client_per_process_even_when_threads_race(settings):
+def test_get_client_gives_each_thread_one_client_of_its_own_even_when_threads_race(settings):
     settings.EVOLUTION_API_URL = "http://race.test:9"
-    clients, barrier = [], threading.Barrier(8)
+    clients, barrier = {}, threading.Barrier(8)
 
-    def take():
+    def take(index):
         barrier.wait(timeout=5)
-        clients.append(get_client())
+        clients[index] = [get_client(), get_client()]
 
-    threads = [threading.Thread(target=take) for _ in range(8)]
+    threads = [threading.Thread(target=take, args=(index,)) for index in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=5)
 
-    assert len(clients) == 8 and len({id(c) for c in clients}) == 1
+    assert len(clients) == 8
+    assert all(first is second for first, second in clients.values())  # a thread reuses its own
+    assert len({id(first) for first, _ in clients.values()}) == 8  # and shares it with no other thread
+
+
+def test_a_threads_clients_are_closed_once_the_thread_is_gone(settings):
+    settings.EVOLUTION_API_URL = "http://gone.test:9"
+    taken = []
+    thread = threading.Thread(target=lambda: taken.append(get_client()))
+    thread.start()
+    thread.join(timeout=5)
+    del thread
+    gc.collect()
+
+    assert taken[0]._http.is_closed
 
 
 def test_get_client_follows_the_settings(settings):
