@@ -17,6 +17,20 @@ def _tests_use_the_real_services():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _passwords_hashed_quickly():
+    """Django hashes a password it sets or checks with PBKDF2 at a million iterations, ~0.6 s of CPU on this
+    machine, which every test that makes a user with a password or signs one in paid: most of a simple test's time.
+    The tests check who may do what, not the hash's strength, so new passwords get Django's fast test hasher
+    (Django's docs, "Speeding up the tests"); PBKDF2 still reads any hash made before. Production settings, and
+    the processes tests start, are untouched."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher",
+                                             "django.contrib.auth.hashers.PBKDF2PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _redis_keys_under_this_runs_own_prefix():
     """Counters, pacing, pauses and cache entries the tests record go under prefixes of this run, never the
     console's (console:metrics, console:pacing, console:cache), also in the processes tests start, and are deleted
