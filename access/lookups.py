@@ -38,16 +38,15 @@ def _statement(using: str, label: str, column: str) -> tuple[list[str], list[str
     from django.apps import apps
 
     meta, user_meta = apps.get_model(label)._meta, get_user_model()._meta
-    quote = connections[using].ops.quote_name
-    own = [field for field in meta.concrete_fields]
-    users = [field for field in user_meta.concrete_fields]
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    own, users = list(meta.concrete_fields), list(user_meta.concrete_fields)
     columns = [f"m.{quote(field.column)}" for field in own] + [f"u.{quote(field.column)}" for field in users]
     sql = (
         f"SELECT {', '.join(columns)} FROM {quote(meta.db_table)} m"
         f" JOIN {quote(user_meta.db_table)} u ON u.{quote(user_meta.pk.column)} = m.{quote(meta.get_field('user').column)}"
         f" WHERE m.{quote(meta.get_field(column).column)} = %s LIMIT 1"
     )
-    connection = connections[using]
     converters = []
     for index, (field, table) in enumerate([(f, meta.db_table) for f in own] + [(f, user_meta.db_table) for f in users]):
         expression = field.get_col(table)

@@ -103,7 +103,7 @@ _MESSAGE_BODY = MessageCreateSerializer()
 
 def _read_message_body(data) -> dict:
     """POST /messages' body, validated as ``MessageCreateSerializer(data=data).is_valid(raise_exception=True)``."""
-    if data is None or not isinstance(data, dict):
+    if not isinstance(data, dict):
         # is_valid's own answer for a body that is not an object (its "errors" rewrites DRF's "null" error)
         serializer = MessageCreateSerializer(data=data)
         serializer.is_valid(raise_exception=True)
