@@ -49,6 +49,8 @@ def test_a_receipt_that_arrives_before_the_send_saved_the_id_is_applied_when_it_
     early = wait_for(lambda: Receipt.objects.filter(status="DELIVERY_ACK").first(), what="receipt stored")
     assert OutboundMessage.objects.get(pk=message.pk).evolution_message_id == ""  # the send has not saved it yet
     wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).status == MessageStatus.SENT, timeout=30, what="sent")
+    # Applied right after the send's own commit (on_commit), so a moment after "sent" shows, not with it.
+    wait_for(lambda: OutboundMessage.objects.get(pk=message.pk).delivered_at, timeout=10, what="early receipt applied")
     message.refresh_from_db()
     assert message.evolution_message_id == early.evolution_message_id
     assert message.delivered_at == early.at
