@@ -76,6 +76,17 @@ def _single_insert(vendor: str, alias: str, label: str) -> tuple[list, str]:
     )
 
 
+@functools.cache
+def _attempt_columns(alias: str) -> tuple[list, str]:
+    """For ``claim_and_start``: the attempt's columns after ``message_id`` and ``number`` (which come from the
+    claimed row), and ``table (message_id, number, ...)``."""
+    meta = SendAttempt._meta
+    quote = connections[alias].ops.quote_name
+    fields = [field for field in meta.concrete_fields if field.attname not in ("id", "message_id", "number")]
+    names = ["message_id", "number", *(field.column for field in fields)]
+    return fields, f"{quote(meta.db_table)} ({', '.join(quote(name) for name in names)})"
+
+
 class OutboundMessageQuerySet(models.QuerySet):
     """State transitions. Each returns True only for the caller that actually moved the row."""
 
@@ -85,24 +96,63 @@ class OutboundMessageQuerySet(models.QuerySet):
 
         One ``UPDATE ... RETURNING`` statement, where an ORM update and a get were two round trips per send.
         """
+        connection = connections[self.db]
+        sql, params = self._claim(pk, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return None if row is None else self._claimed(row, connection)
+
+    def claim_and_start(self, pk: int, *, task_id: str, worker: str, instances) -> "tuple[OutboundMessage | None, SendAttempt | None]":
+        """``claim_for_sending``, and in the same statement the attempt's ``started`` row, when the message's
+        instance is one of ``instances``: those nothing may hold back (not paced, not paused), so the attempt
+        is certain once the claim is. Otherwise (and on SQLite) the attempt is None: the caller looks at the
+        instance first and starts the attempt itself.
+
+        One round trip and one commit where the claim and the attempt's INSERT were two: with PostgreSQL on the
+        workers' cores, a write statement's own cost (its commit, parse and plan) is several times its row's.
+        """
+        connection = connections[self.db]
+        if not instances or connection.vendor != "postgresql":
+            return self.claim_for_sending(pk), None
+        claim, claim_params = self._claim(pk, connection)
+        fields, columns = _attempt_columns(connection.alias)
+        attempt = SendAttempt(task_id=task_id, worker=worker)
+        sql = (
+            f"WITH claimed AS ({claim}), started AS (INSERT INTO {columns}"
+            f" SELECT claimed.id, claimed.attempt_count, {', '.join(['%s'] * len(fields))} FROM claimed"
+            f" WHERE claimed.instance = ANY(%s) RETURNING id) SELECT claimed.*, (SELECT id FROM started) FROM claimed"
+        )
+        params = [*claim_params, *(field.get_db_prep_save(getattr(attempt, field.attname), connection) for field in fields),
+                  list(instances)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None, None
+        message = self._claimed(row[:-1], connection)
+        if row[-1] is None:
+            return message, None
+        attempt.pk, attempt.message, attempt.number = row[-1], message, message.attempt_count
+        attempt._state.adding, attempt._state.db = False, self.db
+        return message, attempt
+
+    def _claim(self, pk: int, connection) -> tuple[str, list]:
         now = timezone.now()
         meta = self.model._meta
-        fields = meta.concrete_fields
-        connection = connections[self.db]
         quote = connection.ops.quote_name
         sql = (
             f"UPDATE {quote(meta.db_table)} SET status = %s, attempt_count = attempt_count + 1, updated_at = %s"
             f" WHERE id = %s AND (status = %s OR (status = %s AND next_attempt_at <= %s))"
             f" AND (expires_at IS NULL OR expires_at > %s)"
-            f" RETURNING {', '.join(quote(field.column) for field in fields)}"
+            f" RETURNING {', '.join(quote(field.column) for field in meta.concrete_fields)}"
         )
-        params = [MessageStatus.SENDING, now, pk, MessageStatus.QUEUED, MessageStatus.RETRYING,
-                  now + RETRY_EARLY_TOLERANCE, now]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
+        return sql, [MessageStatus.SENDING, now, pk, MessageStatus.QUEUED, MessageStatus.RETRYING,
+                     now + RETRY_EARLY_TOLERANCE, now]
+
+    def _claimed(self, row, connection) -> "OutboundMessage":
+        meta = self.model._meta
+        fields = meta.concrete_fields
         converted = []
         for field, value in zip(fields, row):  # what the ORM does to values it reads (SQLite's datetimes are text)
             for converter in connection.ops.get_db_converters(field.get_col(meta.db_table)) + field.get_db_converters(connection):

@@ -385,17 +385,21 @@ def send_message(*, message_id: int, task_id: str = "", paced_until: float | Non
     worker crash) the next one asks findMessages first and does not send again if WhatsApp already has it.
     """
     claimed_at = time.monotonic()
-    message = OutboundMessage.objects.claim_for_sending(message_id)
+    worker = heartbeats.current_worker()
+    message, attempt = OutboundMessage.objects.claim_and_start(
+        message_id, task_id=task_id, worker=worker, instances=_unhindered_instances()
+    )
     if message is None:
         if expire_message(message_id=message_id):  # not claimed because it is overdue: it is never sent
             return SendOutcome(message_id=message_id, status=MessageStatus.EXPIRED)
         log.info("message=%s task=%s skipped: not queued or due (sent, cancelled or owned elsewhere)", message_id, task_id)
         return SendOutcome(message_id=message_id, status="skipped")
     client = get_client()  # before the pace's spacing check: a thread's first send builds its client
-    hold = _hold(message, paced_until)
-    if hold is not None:
-        return hold
-    attempt = SendAttempt.objects.start(message=message, task_id=task_id, worker=heartbeats.current_worker())
+    if attempt is None:  # its instance is paced or paused (or unknown): may it go now?
+        hold = _hold(message, paced_until)
+        if hold is not None:
+            return hold
+        attempt = SendAttempt.objects.start(message=message, task_id=task_id, worker=worker)
     must_reconcile = attempt.number > 1 and SendAttempt.objects.maybe_sent(message_id=message.pk, number=attempt.number - 1)
     checked = False
     try:
@@ -436,6 +440,14 @@ def expire_message(*, message_id: int) -> bool:
     log.warning("message=%s instance=%s expired: not sent before its expires_at; never sent", message_id, instance)
     metrics.messages_expired(instance=instance or "")
     return True
+
+
+def _unhindered_instances() -> list[str]:
+    """The configured instances whose sends nothing may hold back now: not paced, and not paused as last read
+    (at most a second ago, as ``_hold`` reads it). A claim of one of their messages starts its attempt in the
+    same statement; any other goes through ``_hold`` first."""
+    return [name for name in settings.EVOLUTION_INSTANCES
+            if throttle.interval_for(name) is None and instances.paused_reason(name) is None]
 
 
 # A deferred send without a reserved slot comes back at most this much later (it waits in a worker's memory,

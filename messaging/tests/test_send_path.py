@@ -250,6 +250,33 @@ def test_reconciling_never_mistakes_another_message_with_the_same_text_for_this_
     assert len(sandbox_copies(evolution_sandbox, "5511912345678")) == 2
 
 
+def test_the_claim_starts_the_attempt_in_the_same_statement_when_nothing_can_hold_the_instance(sandbox_settings):
+    message, _ = services.accept_message(phone="+5511987654321", text="at once")
+    claimed, attempt = OutboundMessage.objects.claim_and_start(
+        message.pk, task_id="task-1", worker="w1@host", instances=[message.instance]
+    )
+    assert (claimed.pk, claimed.status, claimed.attempt_count) == (message.pk, MessageStatus.SENDING, 1)
+    row = SendAttempt.objects.get(message=message)
+    assert (row.pk, row.number, row.outcome, row.task_id, row.worker, row.counted, row.finished_at) == (
+        attempt.pk, 1, AttemptOutcome.STARTED, "task-1", "w1@host", True, None
+    )
+    # A second claim (a duplicated task, another worker) gets nothing, and writes no attempt.
+    assert OutboundMessage.objects.claim_and_start(
+        message.pk, task_id="task-2", worker="w2@host", instances=[message.instance]
+    ) == (None, None)
+    assert SendAttempt.objects.filter(message=message).count() == 1
+
+
+def test_a_message_whose_instance_may_be_held_is_claimed_without_an_attempt(sandbox_settings):
+    # Paced or paused instances are not in the list: the send looks at its pace first, and may hand it back.
+    message, _ = services.accept_message(phone="+5511987654321", text="paced")
+    claimed, attempt = OutboundMessage.objects.claim_and_start(
+        message.pk, task_id="task-1", worker="w1@host", instances=["another-instance"]
+    )
+    assert claimed.status == MessageStatus.SENDING and attempt is None
+    assert not SendAttempt.objects.filter(message=message).exists()
+
+
 def test_a_worker_the_sweeper_gave_up_on_cannot_overwrite_the_newer_attempt(sandbox_settings):
     message, _ = services.accept_message(phone="+5511987654321", text="slow gateway")
     assert OutboundMessage.objects.claim_for_sending(message.pk)  # worker A, attempt 1, then stuck in its call
