@@ -11,6 +11,8 @@ from celery.schedules import crontab
 from celery.signals import task_prerun, worker_process_init, worker_ready
 from kombu import Exchange, Queue
 
+from config import startup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
@@ -122,3 +124,9 @@ def start_worker_heartbeat(**kwargs):
     from messaging import heartbeats
 
     heartbeats.start()
+
+
+@worker_process_init.connect
+@worker_ready.connect
+def freeze_startup_objects(**kwargs):
+    startup.freeze_startup_objects()

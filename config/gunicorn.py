@@ -6,6 +6,7 @@ Values come from config.settings, the one module that reads the environment. Arg
 from gunicorn.workers import gthread
 
 from config import settings
+from config.startup import freeze_startup_objects
 
 bind = "0.0.0.0:8000"
 workers = settings.WEB_CONCURRENCY
@@ -25,6 +26,12 @@ max_requests = 2000
 max_requests_jitter = 200
 # Docker's overlay filesystem makes the default heartbeat directory slow; shared memory is not.
 worker_tmp_dir = "/dev/shm"
+
+
+def post_worker_init(worker):
+    freeze_startup_objects()  # the application is loaded by now (no preload: each worker imports it)
+
+
 accesslog = "-"
 errorlog = "-"
 loglevel = settings.LOG_LEVEL.lower()
