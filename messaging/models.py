@@ -499,7 +499,7 @@ class OutboundMessage(models.Model):
     # Where each status change (sent, delivered, read, failed, expired) is POSTed, signed; "" for none. The
     # callbacks app records and delivers them (messaging only announces them: messaging/signals.py).
     callback_url = models.URLField(max_length=500, blank=True, default="", db_default="")
-    task_id = models.CharField(max_length=255, blank=True, default="", db_index=True, help_text="Celery task id of the send")
+    task_id = models.CharField(max_length=255, blank=True, default="", help_text="Celery task id of the send")
     attempt_count = models.PositiveSmallIntegerField(default=0)
     # Attempts that failed because their instance was disconnected (it was paused then): they stay in the
     # history but do not count against MESSAGING_MAX_RETRIES (see ``counted_attempts``).
@@ -538,6 +538,9 @@ class OutboundMessage(models.Model):
             models.Index(fields=["status", "scheduled_at"], name="msg_status_scheduled"),
             models.Index(fields=["status", "updated_at"], name="msg_status_updated"),
             models.Index(fields=["evolution_message_id"], name="msg_evolution_id"),
+            # GET /tasks/{id}, by equality only: a plain B-tree, not db_index's second one for LIKE on PostgreSQL
+            # (a 36-character id in two indexes was a tenth of storing a row: 100,000 rows 2.55 -> 2.26 s).
+            models.Index(fields=["task_id"], name="msg_task_id"),
             # The admin's instance filter; the dashboard's hourly chart and failure reasons (index-only scans).
             models.Index(fields=["instance", "created_at"], name="msg_instance_created"),
             models.Index(fields=["status", "finished_at", "last_error_kind"], name="msg_status_finished"),
@@ -553,7 +556,12 @@ class OutboundMessage(models.Model):
             models.Index(fields=["source", "status"], name="msg_source_status", opclasses=["varchar_pattern_ops"] * 2),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope"),
+            # Only keyed messages are in it (a key is only ever looked up by its value): a bulk request's or a
+            # campaign's keyless rows do not pay for it.
+            models.UniqueConstraint(
+                fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_key_in_scope",
+                condition=Q(idempotency_key__isnull=False),
+            ),
         ]
         # Operator actions are permissions, so roles (groups) grant them; see messaging/roles.py.
         permissions = [
@@ -672,7 +680,9 @@ class SendAttemptQuerySet(models.QuerySet):
 class SendAttempt(models.Model):
     """One try at Evolution API. Written as ``started`` before the HTTP call, completed after it."""
 
-    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="attempts")
+    # No index of its own: attempt_unique_number (message, number) leads with it, and each attempt's INSERT and
+    # outcome UPDATE would maintain both.
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveSmallIntegerField()
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
     started_at = models.DateTimeField(default=timezone.now)
