@@ -13,6 +13,8 @@ Recording never raises: a metrics outage must not fail a send. Reading happens o
 import logging
 import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 
 from django.conf import settings
 from prometheus_client import CollectorRegistry, generate_latest
@@ -95,7 +97,32 @@ def _parse_field(field: str) -> tuple[str, dict]:
     return name, dict(pair.split("=", 1) for pair in pairs)
 
 
+_batch = threading.local()
+
+
+@contextmanager
+def batched():
+    """Within it, this thread's increments are summed and written once, on the way out (also when it raises): a
+    batch of sends (``send_bulk_messages``) pays one Redis round trip for its metrics instead of one per send, a
+    fourteenth of a drain worker's CPU. A worker killed mid-batch loses that batch's counts, never a message."""
+    if getattr(_batch, "pending", None) is not None:  # already inside one: the outer one writes
+        yield
+        return
+    _batch.pending = pending = (Counter(), Counter())
+    try:
+        yield
+    finally:
+        _batch.pending = None
+        if pending[0] or pending[1]:
+            _write(*pending)
+
+
 def _write(increments: dict[str, int], float_increments: dict[str, float]) -> None:
+    pending = getattr(_batch, "pending", None)
+    if pending is not None:
+        pending[0].update(increments)
+        pending[1].update(float_increments)
+        return
     client = _redis()
     if client is None:
         return

@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from config.celery import BULK_QUEUE, QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
 from evolution import instances
-from messaging import maintenance, services
+from messaging import maintenance, metrics, services
 from messaging.models import OutboundMessage, Priority
 
 log = logging.getLogger("messaging")
@@ -60,27 +60,29 @@ def send_bulk_messages(self, message_ids: list[int]) -> None:
     (a retry, a paced or paused send) goes back on the queue as its own ``send_transactional_message``.
     """
     queue = (self.request.delivery_info or {}).get("routing_key") or BULK_QUEUE
-    started = time.monotonic()
-    for index, message_id in enumerate(message_ids):
-        if index and time.monotonic() - started > BATCH_TIME_BUDGET_SECONDS:
-            log.info("messages=%s handed back to the queue after %.1fs of batch %s", message_ids[index:],
-                     time.monotonic() - started, self.request.id)
-            rest = message_ids[index:]
+    with metrics.batched():  # one Redis write for the batch's counts
+        started = time.monotonic()
+        for index, message_id in enumerate(message_ids):
+            if index and time.monotonic() - started > BATCH_TIME_BUDGET_SECONDS:
+                log.info("messages=%s handed back to the queue after %.1fs of batch %s", message_ids[index:],
+                         time.monotonic() - started, self.request.id)
+                rest = message_ids[index:]
+                try:
+                    _publish([(send_bulk_messages, rest, str(uuid.uuid4()), queue)])
+                except Exception:
+                    log.exception("messages=%s could not be handed back to the queue; the stuck-work sweeper will",
+                                  rest)
+                    _remember_unpublished(rest)
+                return
             try:
-                _publish([(send_bulk_messages, rest, str(uuid.uuid4()), queue)])
-            except Exception:
-                log.exception("messages=%s could not be handed back to the queue; the stuck-work sweeper will", rest)
-                _remember_unpublished(rest)
-            return
-        try:
-            outcome = services.send_message(message_id=message_id, task_id=self.request.id or "")
-        except (OperationalError, InterfaceError) as error:
-            # As send_transactional_message does: keep the rest of the batch, try again when the database is back.
-            log.warning("messages=%s task=%s database unavailable (%s); retrying in %ss",
-                        message_ids[index:], self.request.id, type(error).__name__, DATABASE_RETRY_SECONDS)
-            raise self.retry(countdown=DATABASE_RETRY_SECONDS, args=(message_ids[index:],), queue=queue)
-        if outcome.retry_in is not None:
-            _send_later(message_id, outcome, queue_name=queue)
+                outcome = services.send_message(message_id=message_id, task_id=self.request.id or "")
+            except (OperationalError, InterfaceError) as error:
+                # As send_transactional_message does: keep the rest of the batch, try again when the database is back.
+                log.warning("messages=%s task=%s database unavailable (%s); retrying in %ss",
+                            message_ids[index:], self.request.id, type(error).__name__, DATABASE_RETRY_SECONDS)
+                raise self.retry(countdown=DATABASE_RETRY_SECONDS, args=(message_ids[index:],), queue=queue)
+            if outcome.retry_in is not None:
+                _send_later(message_id, outcome, queue_name=queue)
 
 
 def _send_later(message_id: int, outcome: services.SendOutcome, *, queue_name: str) -> None:

@@ -11,7 +11,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import MAINTENANCE_QUEUE, TRANSACTIONAL_QUEUE, app
-from messaging import metrics, services
+from messaging import metrics, services, tasks
 from messaging.models import MessageStatus
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -89,6 +89,33 @@ def test_a_temporary_error_counts_an_attempt_but_no_final_state(client, metrics_
 @pytest.mark.django_db
 def test_messages_accepted_in_bulk_are_counted(client, metrics_settings):
     services.accept_messages(items=[{"phone": "+5511987654321", "text": f"Hola {i}"} for i in range(3)] + [{"phone": "1", "text": "x"}])
+    assert value(scrape(client), "console_messages_accepted_total", instance="console") == 3
+
+
+@pytest.mark.django_db
+def test_a_batch_of_sends_is_counted_as_its_sends_are(client, metrics_settings):
+    # One send_bulk_messages run, as a worker runs it: 3 sent and one number not on WhatsApp.
+    results = services.accept_messages(items=[{"phone": f"+551198765{1000 + i}", "text": f"Hola {i}"} for i in range(3)]
+                                       + [{"phone": "+5511987650000", "text": "Hola"}])
+    tasks.send_bulk_messages.apply(args=([result.message.pk for result in results],))
+
+    samples = scrape(client)
+    assert value(samples, "console_messages_sent_total", instance="console") == 3
+    assert value(samples, "console_send_attempts_total", instance="console", outcome="sent") == 3
+    assert value(samples, "console_send_attempts_total", instance="console", outcome="permanent_error") == 1
+    assert value(samples, "console_messages_failed_total", instance="console", reason="not_on_whatsapp") == 1
+    assert value(samples, "console_send_duration_seconds_count", instance="console") == 4
+    assert value(samples, "console_send_duration_seconds_sum", instance="console") > 0
+
+
+@pytest.mark.django_db
+def test_counts_held_for_a_batch_are_written_when_it_ends_even_by_an_error(client, metrics_settings):
+    with pytest.raises(RuntimeError):
+        with metrics.batched():
+            metrics.message_accepted(instance="console", count=2)
+            metrics.message_accepted(instance="console", count=1)
+            assert value(scrape(client), "console_messages_accepted_total", instance="console") == 0  # held
+            raise RuntimeError("the database went away mid-batch")
     assert value(scrape(client), "console_messages_accepted_total", instance="console") == 3
 
 
