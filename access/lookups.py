@@ -10,6 +10,8 @@ import functools
 from django.contrib.auth import get_user_model
 from django.db import connections, router
 
+from config.rows import convert_row, row_converters
+
 
 def with_user(model, column: str, value):
     """The ``model`` row whose ``column`` equals ``value`` (a unique column), with its ``user`` already loaded; None
@@ -23,9 +25,7 @@ def with_user(model, column: str, value):
         row = cursor.fetchone()
     if row is None:
         return None
-    row = list(row)
-    for index, expression, convert in converters:  # what the ORM does to each value (SQLite's dates, for one)
-        row[index] = convert(row[index], expression, connection)
+    row = convert_row(row, converters, connection)
     split = len(own_fields)
     user = get_user_model().from_db(using, user_fields, row[split:])
     found = model.from_db(using, own_fields, row[:split])
@@ -47,9 +47,5 @@ def _statement(using: str, label: str, column: str) -> tuple[list[str], list[str
         f" JOIN {quote(user_meta.db_table)} u ON u.{quote(user_meta.pk.column)} = m.{quote(meta.get_field('user').column)}"
         f" WHERE m.{quote(meta.get_field(column).column)} = %s LIMIT 1"
     )
-    converters = []
-    for index, (field, table) in enumerate([(f, meta.db_table) for f in own] + [(f, user_meta.db_table) for f in users]):
-        expression = field.get_col(table)
-        for convert in connection.ops.get_db_converters(expression) + expression.get_db_converters(connection):
-            converters.append((index, expression, convert))
+    converters = row_converters(connection, [(f, meta.db_table) for f in own] + [(f, user_meta.db_table) for f in users])
     return [field.attname for field in own], [field.attname for field in users], converters, sql

@@ -9,12 +9,15 @@ import functools
 import operator
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from config.rows import convert_row, row_converters
 
 
 class MessageStatus(models.TextChoices):
@@ -76,17 +79,18 @@ def _single_insert(vendor: str, alias: str, label: str) -> tuple[list, str]:
     )
 
 
-@functools.cache
-def _attnames(model) -> list[str]:
-    return [field.attname for field in model._meta.concrete_fields]
+class _ClaimStatements(NamedTuple):
+    claim: str  # claim_for_sending's UPDATE ... RETURNING the message's columns
+    claim_and_start: str  # the same, with the attempt's INSERT in a WITH
+    attempt_fields: list  # the attempt's columns whose values come from Python
+    attnames: list[str]  # the returned row's attribute names
+    converters: list  # config.rows.row_converters of the returned row
 
 
 @functools.cache
-def _claim_statements(alias: str) -> tuple[str, str, list, list]:
-    """The text of the claim (``claim_for_sending``) and of the claim with its attempt (``claim_and_start``), the
-    attempt's columns that come from Python, and the returned columns the ORM converts on this database (none on
-    PostgreSQL; SQLite's datetimes are text): made once per process, as building them per send was a fifth of
-    the claim's Python."""
+def _claim_statements(alias: str) -> _ClaimStatements:
+    """The claim's statements, and what reading its row takes, made once per process: building them per send
+    was a fifth of the claim's Python."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     meta, attempt_meta = OutboundMessage._meta, SendAttempt._meta
@@ -103,11 +107,10 @@ def _claim_statements(alias: str) -> tuple[str, str, list, list]:
         f" SELECT claimed.id, claimed.attempt_count, {', '.join(['%s'] * len(attempt_fields))} FROM claimed"
         f" WHERE claimed.instance = ANY(%s) RETURNING id) SELECT claimed.*, (SELECT id FROM started) FROM claimed"
     )
-    converted = [
-        (index, field) for index, field in enumerate(meta.concrete_fields)
-        if connection.ops.get_db_converters(field.get_col(meta.db_table)) + field.get_db_converters(connection)
-    ]
-    return claim, claim_and_start, attempt_fields, converted
+    return _ClaimStatements(
+        claim, claim_and_start, attempt_fields, [field.attname for field in meta.concrete_fields],
+        row_converters(connection, [(field, meta.db_table) for field in meta.concrete_fields]),
+    )
 
 
 class OutboundMessageQuerySet(models.QuerySet):
@@ -120,9 +123,8 @@ class OutboundMessageQuerySet(models.QuerySet):
         One ``UPDATE ... RETURNING`` statement, where an ORM update and a get were two round trips per send.
         """
         connection = connections[self.db]
-        claim, _, _, _ = _claim_statements(connection.alias)
         with connection.cursor() as cursor:
-            cursor.execute(claim, self._claim_params(pk))
+            cursor.execute(_claim_statements(connection.alias).claim, self._claim_params(pk))
             row = cursor.fetchone()
         return None if row is None else self._claimed(row, connection)
 
@@ -138,12 +140,12 @@ class OutboundMessageQuerySet(models.QuerySet):
         connection = connections[self.db]
         if not instances or connection.vendor != "postgresql":
             return self.claim_for_sending(pk), None
-        _, claim_and_start, fields, _ = _claim_statements(connection.alias)
+        statements = _claim_statements(connection.alias)
         attempt = SendAttempt(task_id=task_id, worker=worker)
         params = [*self._claim_params(pk), *(field.get_db_prep_save(getattr(attempt, field.attname), connection)
-                                             for field in fields), list(instances)]
+                                             for field in statements.attempt_fields), list(instances)]
         with connection.cursor() as cursor:
-            cursor.execute(claim_and_start, params)
+            cursor.execute(statements.claim_and_start, params)
             row = cursor.fetchone()
         if row is None:
             return None, None
@@ -161,13 +163,8 @@ class OutboundMessageQuerySet(models.QuerySet):
                 now + RETRY_EARLY_TOLERANCE, now]
 
     def _claimed(self, row, connection) -> "OutboundMessage":
-        meta = self.model._meta
-        values = list(row)
-        for index, field in _claim_statements(connection.alias)[3]:  # what the ORM does to values it reads
-            column = field.get_col(meta.db_table)
-            for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
-                values[index] = converter(values[index], column, connection)
-        return self.model.from_db(self.db, _attnames(self.model), values)
+        statements = _claim_statements(connection.alias)
+        return self.model.from_db(self.db, statements.attnames, convert_row(row, statements.converters, connection))
 
     def defer(self, pk: int, *, attempt: int, until) -> bool:
         """Undo a claim that did not send (the instance is paced or paused): back to queued or retrying, the
