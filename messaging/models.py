@@ -14,6 +14,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -593,9 +595,10 @@ class OutboundMessage(models.Model):
     @classmethod
     def build(cls, **values) -> "OutboundMessage":
         """An unsaved message, as ``OutboundMessage(**values)`` makes it (a related object by its name,
-        ``created_by=user``), at a third of the cost: Django's keyword path looks up every field's default and
-        descriptor per message, its positional one (how rows are read) only sets them. A campaign run of 100,000
-        recipients builds one per recipient."""
+        ``created_by=user``), at a tenth of the cost: Django's keyword path looks up every field's default and
+        descriptor per message; this takes the defaults from a plan made once and sets the instance's attributes
+        as ``Model.__init__`` would (its positional path still called ``setattr`` per field: 10 of a bulk
+        request's 100 ms). A campaign run of 100,000 recipients builds one per recipient."""
         defaults, columns, relations, made_defaults = _build_plan()
         row = defaults.copy()
         related = []
@@ -612,13 +615,24 @@ class OutboundMessage(models.Model):
         for column, make in made_defaults:  # timezone.now, when not given
             if row[column] is _MADE_DEFAULT:
                 row[column] = make()
-        message = cls(*row)
+        if (pre_init.receivers or post_init.receivers) and (pre_init.has_listeners(cls) or post_init.has_listeners(cls)):
+            message = cls(*row)  # someone watches messages being made: Django's own way, which tells them
+        else:
+            message = cls.__new__(cls)
+            # As its setattr would: a foreign key's id assignment only drops a cached object, which a new one has not.
+            message.__dict__.update(zip(_attnames(), row))
+            message._state = ModelState()
         for field, obj in related:
             field.set_cached_value(message, obj)
         return message
 
 
 _MADE_DEFAULT = object()
+
+
+@functools.cache
+def _attnames() -> tuple[str, ...]:
+    return tuple(field.attname for field in OutboundMessage._meta.concrete_fields)
 
 
 @functools.cache

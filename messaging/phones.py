@@ -1,7 +1,9 @@
 """Phone numbers as people type them, turned into the E.164 form the console stores."""
+import re
 import unicodedata
 
 import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -34,7 +36,7 @@ def normalize_phone(raw: str) -> str:
     if not text.startswith("+") and region is None:
         text = "+" + text
     try:
-        number = phonenumbers.parse(text, region)
+        number = _international(text) or phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         raise ValidationError("Enter a phone number with its country code, e.g. +5511987654321.", code="invalid")
     if not phonenumbers.is_valid_number(number):
@@ -52,3 +54,48 @@ def normalize_phone(raw: str) -> str:
             code="invalid",
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# "+55 11 98765-4321", "+5511987654321": a plus, then digits with spaces or hyphens between them, the shape
+# almost every API caller and import sends.
+_INTERNATIONAL = re.compile(r"\+[1-9][0-9 -]{5,40}[0-9]")
+
+
+def _international(text: str) -> phonenumbers.PhoneNumber | None:
+    """The PhoneNumber ``phonenumbers.parse`` returns for ``text``, when ``text`` is an international number of the
+    plain shape above and nothing in it asks for parse's rewriting; otherwise None (parse decides).
+
+    parse reads the digits one character at a time, through Unicode tables, and was three quarters of validating
+    a bulk request. For this shape its answer is the country code (the first 1-3 digits that are one) and the
+    rest as the national number, unless the country's national prefix matches at its start (parse may strip
+    it: "+44 0 20...") or it starts with 0 (Italy keeps leading zeros apart): then parse does it. A test compares
+    both on every country's example numbers and on random digits."""
+    if not _INTERNATIONAL.fullmatch(text):
+        return None
+    digits = text[1:].replace(" ", "").replace("-", "")
+    for length in (1, 2, 3):
+        country_code = int(digits[:length])
+        if country_code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[length:]
+    if len(national) < 2 or len(national) > 17 or national[0] == "0":
+        return None
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, phonenumbers.region_code_for_country_code(country_code)
+    )
+    prefix = metadata.national_prefix_for_parsing
+    if prefix and _compiled(prefix).match(national):
+        return None
+    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+
+
+_patterns: dict[str, re.Pattern] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern:
+    try:
+        return _patterns[pattern]
+    except KeyError:
+        return _patterns.setdefault(pattern, re.compile(pattern))

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from rest_framework.test import APIClient
 
 from tests_support import take_waiting_tasks, wait_for
@@ -198,3 +199,38 @@ def test_a_repeated_item_key_returns_the_first_message_and_another_request_under
     assert (first.created, again.created, again.message.pk) == (True, False, first.message.pk)
     assert list(reused.errors) == ["idempotency_key"]
     assert OutboundMessage.objects.get().source == "campaign:7"
+
+
+@pytest.mark.django_db
+def test_a_message_built_for_a_bulk_request_is_the_one_django_would_make_and_saves_the_same(django_user_model):
+    user = django_user_model.objects.create_user("builder")
+    values = dict(phone="+5511987654321", text="hi", instance="console", status=MessageStatus.QUEUED,
+                  task_id="t-1", created_by=user, source="api")
+    built, made = OutboundMessage.build(**values), OutboundMessage(**values)
+    # build sets attributes straight into the instance: no field may have a descriptor whose assignment does
+    # more than that to a new instance (a foreign key's id only drops a cached object, which a new one has not).
+    for field in OutboundMessage._meta.concrete_fields:
+        descriptor = type(OutboundMessage.__dict__.get(field.attname))
+        assert descriptor is ForeignKeyDeferredAttribute or not hasattr(descriptor, "__set__"), field.attname
+    volatile = {"created_at", "updated_at"}  # timezone.now() for each
+    fields = [f.attname for f in OutboundMessage._meta.concrete_fields if f.attname not in volatile]
+    assert {name: getattr(built, name) for name in fields} == {name: getattr(made, name) for name in fields}
+    assert built.created_by is user and built._state.adding and built._state.db is None
+    built.save()
+    assert OutboundMessage.objects.get(pk=built.pk).created_by_id == user.pk
+
+
+def test_a_receiver_of_post_init_still_sees_every_built_message():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def watch(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(watch, sender=OutboundMessage)
+    try:
+        built = OutboundMessage.build(phone="+5511987654321", text="hi", instance="console", task_id="t-2")
+    finally:
+        post_init.disconnect(watch, sender=OutboundMessage)
+    assert seen == [built]
