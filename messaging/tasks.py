@@ -5,7 +5,6 @@ schedule that run them are in config/celery.py.
 """
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -13,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from config.celery import BULK_QUEUE, QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, publish_by_id
+from config.celery import BULK_QUEUE, QUEUE_OF_PRIORITY, TRANSACTIONAL_QUEUE, new_task_id, publish_by_id
 from evolution import instances
 from messaging import maintenance, metrics, services
 from messaging.models import OutboundMessage, Priority
@@ -68,7 +67,7 @@ def send_bulk_messages(self, message_ids: list[int]) -> None:
                          time.monotonic() - started, self.request.id)
                 rest = message_ids[index:]
                 try:
-                    _publish([(send_bulk_messages, rest, str(uuid.uuid4()), queue)])
+                    _publish([(send_bulk_messages, rest, new_task_id(), queue)])
                 except Exception:
                     log.exception("messages=%s could not be handed back to the queue; the stuck-work sweeper will",
                                   rest)
@@ -182,7 +181,7 @@ def _send_tasks(messages: Sequence[OutboundMessage]) -> list[tuple]:
             if len(batch) == 1:  # alone, it is sent like any single message (to its priority's queue)
                 singles.append(batch[0])
             else:
-                sends.append((send_bulk_messages, [message.pk for message in batch], str(uuid.uuid4()), BULK_QUEUE))
+                sends.append((send_bulk_messages, [message.pk for message in batch], new_task_id(), BULK_QUEUE))
     return [(send_transactional_message, message.pk, message.task_id, QUEUE_OF_PRIORITY[message.priority])
             for message in singles] + sends
 
