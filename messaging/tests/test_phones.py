@@ -39,7 +39,7 @@ def _random_texts(seed=20261201, per_code=40):
             national = first + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 16)))
             text = f"+{code}{national}"
             if rng.random() < 0.5:
-                text = "+" + "".join(ch + (" " if rng.random() < 0.15 else "-" if rng.random() < 0.05 else "")
+                text = "+" + "".join(ch + rng.choice(["", "", "", "", " ", "-", "  ", " - ", "--"])
                                      for ch in text[1:]).rstrip(" -")
             texts.append(text)
     return texts
