@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -92,8 +93,12 @@ class Processes:
         self.label = label
         self.started: list[subprocess.Popen] = []
 
+    def log(self, name: str) -> Path:
+        """Where the process started as ``name`` writes its output."""
+        return RESULTS / f"{self.label}-{name}.log"
+
     def start(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
-        log = open(RESULTS / f"{self.label}-{name}.log", "wb")
+        log = open(self.log(name), "wb")
         process = subprocess.Popen(
             argv, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -151,6 +156,27 @@ def prepare_database() -> None:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     manage("migrate", "--noinput")
+
+
+def wait_until_answered(log: Path, *, path: str, sent: int, still_for: float = 5, timeout: float = 120) -> None:
+    """Wait until gunicorn has answered the ``sent`` POSTs to ``path`` a load run sent (its access log, ``log``, has
+    a line for each), before the tables are emptied for the measured run: a warm-up request still in flight then
+    deadlocked with the ``TRUNCATE`` or stored its row after it. A request wrk cut off before its body was sent
+    never reaches the application, so the count may stop short: when it has stood still for ``still_for``
+    seconds, nothing more is coming."""
+    line = f'"POST {path} HTTP/1.1"'.encode()
+    deadline = time.monotonic() + timeout
+    answered, changed_at = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = log.read_bytes().count(line)
+        if count >= sent:
+            return
+        if count != answered:
+            answered, changed_at = count, time.monotonic()
+        elif time.monotonic() - changed_at > still_for:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn answered {answered} of the {sent} requests to {path} within {timeout}s")
 
 
 def reset_state() -> None:

@@ -73,8 +73,8 @@ def measure(label: str, *, path: str, body: dict, connections: int, duration: fl
     token = harness.bench_token()
     with harness.processes(label) as group:
         port = serve(group, "gunicorn")
-        wrk(port, token=token, body=body, path=path, connections=connections, duration=2)  # warm-up
-        time.sleep(2)  # let the warm-up's last requests finish before the tables are emptied
+        warm_up = wrk(port, token=token, body=body, path=path, connections=connections, duration=2)
+        harness.wait_until_answered(group.log("gunicorn"), path=path, sent=warm_up["sent"])
         harness.reset_state()
         result = wrk(port, token=token, body=body, path=path, connections=connections, duration=duration)
     in_flight = result["sent"] - result["ok"] - result["non_2xx"]

@@ -182,17 +182,20 @@ def check(first_time_2xx: int, in_flight: int) -> dict:
     }
 
 
-def warm_up(port: int, **load) -> list[float]:
+def warm_up(port: int, **load) -> tuple[list[float], int]:
     """Load gunicorn until it answers at a steady rate. Its port answers as soon as the arbiter listens, but each of
     its workers then imports Django on its own, which on a busy 2-core machine takes many seconds: a run measured
-    from there counts the boot. Steady: two 3-second rounds within 15 % of each other (at most 8 rounds)."""
+    from there counts the boot. Steady: two 3-second rounds within 15 % of each other (at most 8 rounds). Returns
+    the rounds' rates and how many requests they sent."""
     rates: list[float] = []
+    sent = 0
     for _ in range(8):
         result = wrk(port, duration=3, **load)
+        sent += result["sent"]
         rates.append(round(result["ok"] / (result["duration_us"] / 1e6), 1))
         if len(rates) >= 2 and rates[-1] > 0 and abs(rates[-1] - rates[-2]) <= 0.15 * rates[-1]:
             break
-    return rates
+    return rates, sent
 
 
 def one_run(index: int, *, connections: int, duration: float, contacts: int, retry_every: int,
@@ -200,9 +203,9 @@ def one_run(index: int, *, connections: int, duration: float, contacts: int, ret
     with harness.processes(f"webhooks-{index}") as group:
         secret = reset_inbound()
         port = ingest.serve(group, "gunicorn")
-        warm_up_rates = warm_up(port, secret=secret, connections=connections, contacts=contacts,
-                                retry_every=retry_every)
-        time.sleep(3)  # the warm-up's last requests finish before the tables are emptied
+        warm_up_rates, sent = warm_up(port, secret=secret, connections=connections, contacts=contacts,
+                                      retry_every=retry_every)
+        harness.wait_until_answered(group.log("gunicorn"), path=f"/webhooks/evolution/{harness.INSTANCE}", sent=sent)
         secret = reset_inbound()
         result = wrk(port, secret=secret, connections=connections, duration=duration, contacts=contacts,
                      retry_every=retry_every, rate=rate)
