@@ -619,8 +619,9 @@ class OutboundMessage(models.Model):
             message = cls(*row)  # someone watches messages being made: Django's own way, which tells them
         else:
             message = cls.__new__(cls)
-            # As its setattr would: a foreign key's id assignment only drops a cached object, which a new one has not.
-            message.__dict__.update(zip(_attnames(), row))
+            # As its setattr would (columns' keys are the attnames in row order): a foreign key's id assignment only
+            # drops a cached object, which a new one has not.
+            message.__dict__.update(zip(columns, row))
             message._state = ModelState()
         for field, obj in related:
             field.set_cached_value(message, obj)
@@ -628,11 +629,6 @@ class OutboundMessage(models.Model):
 
 
 _MADE_DEFAULT = object()
-
-
-@functools.cache
-def _attnames() -> tuple[str, ...]:
-    return tuple(field.attname for field in OutboundMessage._meta.concrete_fields)
 
 
 @functools.cache

@@ -1,4 +1,7 @@
 """The benchmarks' environment: what `make bench` measures must not depend on the shell it is run from."""
+import threading
+import time
+
 from bench import harness
 
 
@@ -13,9 +16,6 @@ def test_benchmarks_run_with_pacing_off_whatever_the_callers_environment_says(mo
 
 
 def test_a_benchmark_empties_the_tables_only_after_the_warm_up_s_requests_are_answered(tmp_path):
-    import threading
-    import time
-
     log = tmp_path / "gunicorn.log"
     log.write_bytes(b'127.0.0.1 - - [x] "POST /messages/bulk HTTP/1.1" 202 9\n')
     line = b'127.0.0.1 - - [x] "POST /messages HTTP/1.1" 202 9\n'
