@@ -5,7 +5,8 @@
 The peer (the FastAPI + Celery design the console replaces) is measured by its own scripts, unchanged: ingest with
 its durable variant (B2: row + enqueue, 2 uvicorn workers) and its async enqueue-only one (S2), and the drain of
 its durable variant with a prefork-2 and a threads-16 worker, gateway at 0 ms and 50 ms. Then the console's
-`make bench` figures. This machine's speed varies from day to day, so only the ratios of one run mean anything;
+`make bench` figures, and the web tier's ceiling (bench/ceiling.py: the same server answering a JSON 404, no work),
+which bounds ingest's figure. This machine's speed varies from day to day, so only the ratios of one run mean anything;
 the goals (issue 14) are ratios to the best peer configuration measured in the same run.
 
 The peer's scripts wait for an idle machine and redo a run that other processes disturbed: run this with nothing
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bulk, drain, harness, ingest  # noqa: E402
+from bench import bulk, ceiling, drain, harness, ingest  # noqa: E402
 
 PEER_WORK = Path(os.environ.get("PEER_WORK", "/tmp/peer-bench"))
 
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
     runs = ["--runs", str(args.runs)]
     console = {
         "ingest": ingest.main(runs),
+        "ceiling": ceiling.main(runs),  # what the same web tier answers doing no work: ingest's bound
         "bulk": bulk.main(runs),
         "drain0": drain.main(runs + ["--latency-ms", "0"]),
         "drain50": drain.main(runs + ["--latency-ms", "50"]),
@@ -91,6 +93,9 @@ def main(argv=None) -> int:
         ("POST /messages accepted/s (durable peer)", ours("ingest", "accepted_per_s"), b2_rps, "peer B2 (row + enqueue)",
          "-", None),
         ("POST /messages p99 ms", ours("ingest", "p99_ms"), s2_p99, "peer S2", "<= peer", lambda c, p: c <= p),
+        ("web tier doing no work (JSON 404) answers/s", ours("ceiling", "answers_per_s"), s2_rps,
+         "peer S2 (async, no row)", "-", None),
+        ("web tier doing no work (JSON 404) p99 ms", ours("ceiling", "p99_ms"), s2_p99, "peer S2", "-", None),
         ("POST /messages/bulk messages/s", ours("bulk", "messages_per_s"), None, "-", ">= 20,000",
          lambda c, p: c >= 20000),
         ("drain msgs/s, gateway 0 ms", ours("drain0", "msgs_per_s"), drain0, drain0_by, ">= 1.0x",

@@ -32,10 +32,15 @@ def serve(group: harness.Processes, name: str) -> int:
     return port
 
 
-def wrk(port: int, *, token: str, body: dict | list, path: str, connections: int, duration: float, threads: int = 2) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as body_file:
-        json.dump(body, body_file)
-    env = harness.child_env(BENCH_TOKEN=token, BENCH_BODY_FILE=body_file.name, BENCH_PATH=path)
+def wrk(port: int, *, token: str | None, body: dict | list | None, path: str, connections: int, duration: float,
+        threads: int = 2) -> dict:
+    """wrk with bench/post.lua: POST ``body`` with ``token``, or with no body a plain GET (bench/ceiling.py)."""
+    env = harness.child_env(BENCH_PATH=path)
+    body_file = None
+    if body is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as body_file:
+            json.dump(body, body_file)
+        env.update(BENCH_TOKEN=token, BENCH_BODY_FILE=body_file.name)
     try:
         completed = subprocess.run(
             ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "10s",
@@ -43,7 +48,8 @@ def wrk(port: int, *, token: str, body: dict | list, path: str, connections: int
             env=env, capture_output=True, text=True, timeout=duration + 60, check=True,
         )
     finally:
-        Path(body_file.name).unlink(missing_ok=True)
+        if body_file is not None:
+            Path(body_file.name).unlink(missing_ok=True)
     line = next(line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT "))
     return json.loads(line.removeprefix("WRK_RESULT "))
 

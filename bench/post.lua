@@ -1,14 +1,19 @@
 -- wrk script: POST a JSON body with a token; count 2xx and non-2xx answers; print one JSON line at the end.
--- Environment: BENCH_TOKEN, BENCH_BODY_FILE (the request body), BENCH_PATH (default /messages).
+-- Environment: BENCH_TOKEN, BENCH_BODY_FILE (the request body), BENCH_PATH (default /messages); with no
+-- BENCH_BODY_FILE it sends a plain GET with no token (bench/ceiling.py).
 local token = os.getenv("BENCH_TOKEN")
 local body_file = os.getenv("BENCH_BODY_FILE")
-local f = assert(io.open(body_file, "rb"))
-wrk.method = "POST"
 wrk.path = os.getenv("BENCH_PATH") or "/messages"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Token " .. token
+if body_file then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Token " .. token
+else
+  wrk.method = "GET"
+end
 
 local threads = {}
 function setup(thread)

@@ -2,7 +2,10 @@
 import threading
 import time
 
-from bench import harness
+import pytest
+from redis import connection as redis_connection
+
+from bench import ceiling, harness
 
 
 def test_benchmarks_run_with_pacing_off_whatever_the_callers_environment_says(monkeypatch):
@@ -36,3 +39,20 @@ def test_a_benchmark_empties_the_tables_only_after_the_warm_up_s_requests_are_an
     started = time.monotonic()
     harness.wait_until_answered(log, path="/messages", sent=4, still_for=0.5)
     assert 0.5 <= time.monotonic() - started < 5
+
+
+@pytest.mark.django_db
+def test_the_ceiling_benchmark_s_path_is_the_api_s_json_404_with_no_database_or_redis_work(
+        client, django_assert_num_queries, monkeypatch):
+    commands = []
+    send_command = redis_connection.AbstractConnection.send_command
+    monkeypatch.setattr(redis_connection.AbstractConnection, "send_command",
+                        lambda self, *args, **kwargs: commands.append(args) or send_command(self, *args, **kwargs))
+    client.get(ceiling.PATH)  # the first request of a process may set things up
+
+    with django_assert_num_queries(0):
+        response = client.get(ceiling.PATH)
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert commands == []
