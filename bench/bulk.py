@@ -8,9 +8,7 @@ flight when wrk stopped) and every row waits in the queue exactly once, in one s
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,18 +38,10 @@ def one_run(index: int, *, connections: int, duration: float, batch: int) -> dic
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=10)
+    parser = harness.load_options(__doc__, connections=4)
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args(argv)
-    harness.setup_django()
-    harness.prepare_database()
-    runs = []
-    for index in range(args.runs):
-        runs.append(one_run(index, connections=args.connections, duration=args.duration, batch=args.batch))
-        time.sleep(1)
+    runs = harness.repeat(one_run, args.runs, connections=args.connections, duration=args.duration, batch=args.batch)
     return harness.summarise(
         f"bulk ingest POST /messages/bulk ({args.batch} per request)",
         runs,

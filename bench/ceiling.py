@@ -10,9 +10,7 @@ socket errors.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,32 +26,17 @@ def one_run(index: int, *, connections: int, duration: float) -> dict:
         port = serve(group, "gunicorn")
         wrk(port, token=None, body=None, path=PATH, connections=connections, duration=2)  # warm-up
         result = wrk(port, token=None, body=None, path=PATH, connections=connections, duration=duration)
-    seconds = result["duration_us"] / 1e6
-    socket_errors = result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"]
-    return {
-        "answers_per_s": round(result["requests"] / seconds, 1),
-        "seconds": seconds,
-        "p50_ms": result["p50_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
-        "answers_2xx": result["ok"],
-        "socket_errors": socket_errors,
-        # every answer is the 404 (wrk's "non-2xx"), none lost
-        "checks_ok": result["ok"] == 0 and result["non_2xx"] == result["requests"] > 0 and socket_errors == 0,
-    }
+    run = {**harness.wrk_timings(result), "answers_2xx": result["ok"]}
+    run["answers_per_s"] = round(result["requests"] / run["seconds"], 1)
+    # every answer is the 404 (wrk's "non-2xx"), none lost
+    run["checks_ok"] = result["ok"] == 0 and result["non_2xx"] == result["requests"] > 0 and run["socket_errors"] == 0
+    return run
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=10)
+    parser = harness.load_options(__doc__, connections=32)
     args = parser.parse_args(argv)
-    harness.setup_django()
-    harness.prepare_database()
-    runs = []
-    for index in range(args.runs):
-        runs.append(one_run(index, connections=args.connections, duration=args.duration))
-        time.sleep(1)
+    runs = harness.repeat(one_run, args.runs, connections=args.connections, duration=args.duration)
     return harness.summarise(
         f"web tier ceiling: GET {PATH} (the JSON 404, no database or Redis)",
         runs,

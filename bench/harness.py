@@ -7,6 +7,7 @@ Like the tests, they are tools around the console, so they read the environment 
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -248,6 +249,37 @@ def rss_kib(pids: list[int]) -> int:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def load_options(doc: str, *, connections: int) -> argparse.ArgumentParser:
+    """The options every wrk benchmark takes (its script adds its own): --runs, --connections, --duration."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--duration", type=float, default=10)
+    return parser
+
+
+def repeat(one_run, runs: int, **options) -> list[dict]:
+    """Bring the bench database to the current migrations, then ``one_run(index, **options)`` ``runs`` times, a
+    second apart; the runs' results."""
+    setup_django()
+    prepare_database()
+    results = []
+    for index in range(runs):
+        results.append(one_run(index, **options))
+        time.sleep(1)
+    return results
+
+
+def wrk_timings(result: dict) -> dict:
+    """The figures every load benchmark reads alike from the WRK_RESULT line its wrk script prints."""
+    return {
+        "seconds": result["duration_us"] / 1e6,
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
+    }
 
 
 def summarise(name: str, runs: list[dict], figures: list[tuple[str, str]], *, checks_ok: bool) -> dict:

@@ -7,12 +7,10 @@ checks that rows == 2xx answers and that the queue holds exactly the rows' ids, 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -85,11 +83,8 @@ def measure(label: str, *, path: str, body: dict, connections: int, duration: fl
         result = wrk(port, token=token, body=body, path=path, connections=connections, duration=duration)
     in_flight = result["sent"] - result["ok"] - result["non_2xx"]
     run = {
-        "seconds": result["duration_us"] / 1e6,
-        "p50_ms": result["p50_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
+        **harness.wrk_timings(result),
         "non_2xx": result["non_2xx"],
-        "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
         "answers_2xx": result["ok"],
         **check_rows_and_queue(result["ok"] * messages_per_request, in_flight * messages_per_request),
     }
@@ -103,17 +98,9 @@ def one_run(index: int, *, connections: int, duration: float) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=10)
+    parser = harness.load_options(__doc__, connections=32)
     args = parser.parse_args(argv)
-    harness.setup_django()
-    harness.prepare_database()
-    runs = []
-    for index in range(args.runs):
-        runs.append(one_run(index, connections=args.connections, duration=args.duration))
-        time.sleep(1)
+    runs = harness.repeat(one_run, args.runs, connections=args.connections, duration=args.duration)
     return harness.summarise(
         "ingest POST /messages",
         runs,

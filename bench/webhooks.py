@@ -17,13 +17,11 @@ in lockstep: 32 events at once, then silence, which measured the burst (p99 52-1
 """
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -210,20 +208,17 @@ def one_run(index: int, *, connections: int, duration: float, contacts: int, ret
         result = wrk(port, secret=secret, connections=connections, duration=duration, contacts=contacts,
                      retry_every=retry_every, rate=rate)
     in_flight = result["sent"] - result["ok"] - result["non_2xx"]
-    seconds = result["duration_us"] / 1e6
+    timings = harness.wrk_timings(result)
     run = {
-        "accepted_per_s": round((result["ok"] - result["duplicates"]) / seconds, 1),
-        "answered_per_s": round(result["ok"] / seconds, 1),
-        "seconds": seconds,
+        "accepted_per_s": round((result["ok"] - result["duplicates"]) / timings["seconds"], 1),
+        "answered_per_s": round(result["ok"] / timings["seconds"], 1),
+        **timings,
         "warm_up_answers_per_s": warm_up_rates,
-        "p50_ms": result["p50_us"] / 1000,
         "p90_ms": result["p90_us"] / 1000,
-        "p99_ms": result["p99_us"] / 1000,
         "max_ms": result["max_us"] / 1000,
         "answers_2xx": result["ok"],
         "duplicates_answered": result["duplicates"],
         "non_2xx": result["non_2xx"],
-        "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
         **check(result["ok"] - result["duplicates"], in_flight),
     }
     run["checks_ok"] = (
@@ -234,22 +229,14 @@ def one_run(index: int, *, connections: int, duration: float, contacts: int, ret
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=10)
+    parser = harness.load_options(__doc__, connections=32)
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--retry-every", type=int, default=10, help="every Nth request repeats the previous event")
     parser.add_argument("--rate", type=float, default=None,
                         help="events/s the senders offer in all (default: as fast as they are answered)")
     args = parser.parse_args(argv)
-    harness.setup_django()
-    harness.prepare_database()
-    runs = []
-    for index in range(args.runs):
-        runs.append(one_run(index, connections=args.connections, duration=args.duration, contacts=args.contacts,
-                            retry_every=args.retry_every, rate=args.rate))
-        time.sleep(1)
+    runs = harness.repeat(one_run, args.runs, connections=args.connections, duration=args.duration,
+                          contacts=args.contacts, retry_every=args.retry_every, rate=args.rate)
     return harness.summarise(
         "webhooks POST /webhooks/evolution" + (f" at {args.rate:g} events/s offered" if args.rate else ""),
         runs,
