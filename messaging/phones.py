@@ -89,4 +89,3 @@ def _international(text: str) -> phonenumbers.PhoneNumber | None:
     if prefix and re.match(prefix, national):  # (re keeps the compiled patterns)
         return None
     return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-
